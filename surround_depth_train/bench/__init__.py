@@ -1,0 +1,1 @@
+"""Benchmarks runnable as ``python -m surround_depth_train.bench.<name>``."""

@@ -1,0 +1,1 @@
+"""Training: typed config, builders, the loop, checkpoints, resumable sharded sampling, teacher cache."""

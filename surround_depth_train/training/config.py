@@ -1,0 +1,105 @@
+"""The typed training configuration (``config/train/*.yaml`` + ``key=value`` overrides).
+
+The resolved config is saved as ``config.yaml`` next to every run's outputs. Builders read these fields and pass
+explicit keyword arguments to models, losses and datasets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ['DataConfig', 'ModelConfig', 'TeacherConfig', 'LossConfig', 'OptimConfig', 'TrainConfig']
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and how it is fed.
+
+    ``image_size`` is the network input ``(width, height)``. ``flip`` / ``color_jitter`` are training
+    augmentations; their randomness is drawn per (seed, epoch, sample) so that resuming is exact.
+    """
+
+    dataset: Literal['surroundsim', 'nuscenes', 'ddad'] = 'surroundsim'
+    root: str | None = None             # dataset root on disk (nuScenes / DDAD); unused by SurroundSim
+    world: str | None = None            # SurroundSim world YAML (None = the default city)
+    image_size: tuple[int, int] = (160, 96)
+    train_samples: int = 64             # SurroundSim: samples drawn for the train split
+    val_samples: int = 8
+    cache_dir: str | None = None        # SurroundSim render cache
+    flip: bool = False
+    color_jitter: float = 0.0
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = 'monodepth2_mb'
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    freeze_bn: bool = False             # BatchNorm in eval mode (running stats); required for exact DDP equivalence
+
+
+@dataclass
+class TeacherConfig:
+    name: str = 'depth_anything_vits_metric'
+    checkpoint: str | None = None       # a local Depth Anything metric / relative checkpoint, or our model file
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    cache: bool = False                 # cache teacher C and P (fp16) at student resolution; no augmentation
+    cache_dir: str | None = None        # default: <out_dir>/teacher_cache
+
+
+@dataclass
+class LossConfig:
+    """``L_total = sup * L_sup + ckd * L_ckd + vrkd * L_vrkd (+ baselines)``; a weight of 0 disables a term."""
+
+    depth_loss: Literal['silog', 'l1'] = 'silog'
+    sup: float = 1.0
+    ckd: float = 0.1
+    vrkd: float = 1.0
+    vrkd_reduction: Literal['map', 'pixel'] = 'map'
+    kd: float = 0.0
+    fitnets: float = 0.0
+    at: float = 0.0
+    sp: float = 0.0
+    teacher_target: Literal['lidar', 'dense'] = 'lidar'  # teacher fine-tuning: LiDAR or dense GT
+
+
+@dataclass
+class OptimConfig:
+    """AdamW + OneCycle as ZoeDepth (lr 1.61e-4, weight decay 0.01, pct_start 0.7, div 1, final div 1e4)."""
+
+    lr: float = 1.61e-4
+    weight_decay: float = 0.01
+    encoder_lr_factor: float = 0.1
+    scheduler: Literal['onecycle', 'constant'] = 'onecycle'
+    pct_start: float = 0.7
+    div_factor: float = 1.0
+    final_div_factor: float = 1e4
+    grad_clip: float = 0.1              # max gradient norm (ZoeDepth clips at 0.1); 0 disables
+
+
+@dataclass
+class TrainConfig:
+    mode: Literal['student', 'teacher'] = 'student'
+    out_dir: str = 'runs/default'
+    seed: int = 0
+    epochs: int = 5
+    batch_size: int = 2                 # camera sets per step and per process (each set = six images)
+    precision: Literal['fp32', 'bf16', 'fp16'] = 'fp32'
+    device: str = 'auto'                # auto = cuda when available
+    log_every: int = 10
+    val_every: int = 0                  # steps between validations; 0 = at the end of each epoch
+    checkpoint_every: int = 0           # steps between checkpoints; 0 = at the end of each epoch
+    max_nonfinite: int = 5              # consecutive non-finite losses before the run stops
+    stop_after_steps: int = 0           # stop (as if interrupted) after this many steps; 0 = never
+    tensorboard: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether the teacher must run: student mode with any distillation term."""
+        l = self.loss
+        return self.mode == 'student' and any(w > 0 for w in (l.ckd, l.vrkd, l.kd, l.fitnets, l.at, l.sp))

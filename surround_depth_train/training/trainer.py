@@ -1,0 +1,265 @@
+"""The training loop: a plain loop over resumable sharded batches, with hooks for logging, validation and saving.
+
+One step: forward the task under autocast (losses in fp32), refuse a non-finite loss (skip the step on every rank
+and count it; too many in a row stop the run with the last good checkpoint), backward, unscale, clip, optimiser
+and scheduler step. ``epoch``/``batch_in_epoch`` always point at the next batch to train, so a checkpoint written
+at any step resumes exactly where it was taken.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from surround_depth_train.atomic import atomic_write
+from surround_depth_train.config import to_mapping
+from surround_depth_train.data import collate_surround
+from surround_depth_train.distill import DistillationTask, flatten_cameras
+from surround_depth_train.metrics import MetricsAccumulator, format_metrics
+from surround_depth_train.training.checkpoint import load_training_state, save_training_checkpoint
+from surround_depth_train.training.rng import restore_rng_state
+from surround_depth_train.training.distributed import DistributedContext, any_across_ranks
+from surround_depth_train.training.sampler import AugmentedView, ShardedResumableSampler
+
+__all__ = ['Trainer', 'Hook', 'NonFiniteLossError', 'TrainState', 'freeze_batchnorm', 'move_to']
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive non-finite losses; the message names the last good checkpoint."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    nonfinite_total: int = 0
+    nonfinite_streak: int = 0
+
+
+class Hook:
+    """Override what you need; the trainer calls these on the main process and on the others alike."""
+
+    def on_step_end(self, trainer: 'Trainer', logs: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: 'Trainer') -> None: ...
+
+    def on_train_end(self, trainer: 'Trainer') -> None: ...
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm in eval mode (running statistics), keeping its affine parameters trainable."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def move_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+class Trainer:
+    """Runs a :class:`DistillationTask` over a dataset. See :mod:`surround_depth_train.train` for the CLI."""
+
+    def __init__(self, *, cfg, ctx: DistributedContext, task: DistillationTask, model_name: str,
+                 model_kwargs: dict, train_set, val_set, augment=None, teacher_cache=None,
+                 optimizer: torch.optim.Optimizer, scheduler, hooks: list[Hook] = (), camera_names=()):
+        self.cfg, self.ctx, self.task = cfg, ctx, task
+        self.model_name, self.model_kwargs = model_name, model_kwargs
+        self.train_set, self.val_set = train_set, val_set
+        self.teacher_cache = teacher_cache
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.hooks = list(hooks)
+        self.camera_names = list(camera_names)
+        self.state = TrainState()
+        self.out_dir = Path(cfg.out_dir)
+        self.ckpt_dir = self.out_dir / 'checkpoints'
+        self.sampler = ShardedResumableSampler(len(train_set), cfg.batch_size, ctx.world_size, ctx.rank,
+                                               shuffle=True, seed=cfg.seed)
+        self.train_view = AugmentedView(train_set, augment)
+        self.amp_dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[cfg.precision]
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.precision == 'fp16')
+        self.stopped_early = False
+        self.last_val: dict | None = None
+
+    # ---- state -------------------------------------------------------------------------------------------
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.sampler.batches_per_epoch
+
+    @property
+    def total_steps(self) -> int:
+        return self.batches_per_epoch * self.cfg.epochs
+
+    def _aux_state(self) -> dict:
+        fit = self.task.student_side.fitnets
+        return {'fitnets': fit.state_dict()} if fit is not None else {}
+
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        path = path or self.ckpt_dir / 'last.pt'
+        if self.ctx.is_main:
+            save_training_checkpoint(
+                path, model=self.task.student, name=self.model_name, kwargs=self.model_kwargs,
+                input_size=tuple(self.cfg.data.image_size), optimizer=self.optimizer, scheduler=self.scheduler,
+                scaler=self.scaler, epoch=self.state.epoch, batch_in_epoch=self.state.batch_in_epoch,
+                global_step=self.state.global_step, nonfinite=self.state.nonfinite_total,
+                aux_state=self._aux_state(), config=to_mapping(self.cfg))
+        return path
+
+    def resume(self, path: Path) -> None:
+        data = load_training_state(path)
+        if data['name'] != self.model_name:
+            raise ValueError(f'{path} holds a {data["name"]!r} model but the config trains {self.model_name!r}; '
+                             f'resume with the config of that run (its config.yaml)')
+        self.task.student.load_state_dict(data['state_dict'])
+        fit = self.task.student_side.fitnets
+        if fit is not None and 'fitnets' in data['aux_state']:
+            fit.load_state_dict(data['aux_state']['fitnets'])
+        self.optimizer.load_state_dict(data['optimizer'])
+        if self.scheduler is not None and data.get('scheduler') is not None:
+            self.scheduler.load_state_dict(data['scheduler'])
+        if data.get('scaler') is not None:
+            self.scaler.load_state_dict(data['scaler'])
+        restore_rng_state(data['rng'])
+        self.state = TrainState(epoch=data['epoch'], batch_in_epoch=data['batch_in_epoch'],
+                                global_step=data['global_step'], nonfinite_total=data['nonfinite'])
+
+    # ---- one step ----------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.ctx.device.type, dtype=self.amp_dtype)
+
+    def _teacher_out(self, batch: dict):
+        if self.teacher_cache is None or self.task.teacher is None:
+            return None
+        images = flatten_cameras(batch['image'])
+        return self.teacher_cache.get(list(batch['meta']['index']), images, self.task.teacher_outputs,
+                                      batch['image'].shape[1])
+
+    def train_step(self, batch: dict) -> dict[str, float] | None:
+        """One optimisation step; returns the loss terms, or None when the step was skipped (non-finite)."""
+        batch = move_to(batch, self.ctx.device)
+        # BatchNorm statistics move in the forward pass: keep them to undo a skipped step
+        buffers = [b.detach().clone() for b in self.task.student_side.buffers()]
+        with self._autocast():
+            teacher_out = self._teacher_out(batch)
+            losses = self.task(batch, teacher_out)
+        loss = losses['loss']
+        bad = any_across_ranks(not bool(torch.isfinite(loss)), self.ctx)
+        if not bad:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g['params']]
+            if self.cfg.optim.grad_clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+            else:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            bad = self.amp_dtype != torch.float16 and any_across_ranks(not bool(torch.isfinite(norm)), self.ctx)
+        if bad:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for b, saved in zip(self.task.student_side.buffers(), buffers):
+                    b.copy_(saved)
+            self.state.nonfinite_total += 1
+            self.state.nonfinite_streak += 1
+            if self.state.nonfinite_streak >= self.cfg.max_nonfinite:
+                path = self.save_checkpoint()
+                raise NonFiniteLossError(
+                    f'{self.state.nonfinite_streak} non-finite losses in a row at step {self.state.global_step} '
+                    f'(loss terms: { {k: float(v.detach()) for k, v in losses.items()} }); the last good weights are in '
+                    f'{path}. Lower optim.lr, use precision=fp32, or check the data for NaN/Inf.')
+            return None
+        self.state.nonfinite_streak = 0
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    # ---- validation --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Metrics of the trainable model on the validation set (main process), per camera and averaged."""
+        model = self.task.student
+        was_training = model.training
+        model.eval()
+        acc = MetricsAccumulator(self.camera_names)
+        ds = self.val_set
+        loader = DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=False, collate_fn=collate_surround,
+                            num_workers=0)
+        first = None
+        for batch in loader:
+            batch = move_to(batch, self.ctx.device)
+            with self._autocast():
+                depth = model(flatten_cameras(batch['image'])).depth.float()
+            depth = depth.reshape(*batch['image'].shape[:2], *depth.shape[1:])
+            acc.add_batch(depth, batch['depth'], ds.min_depth, ds.max_depth, masks=batch['depth_mask'],
+                          camera_names=self.camera_names)
+            if first is None:
+                first = (batch['image'][0].cpu(), depth[0].cpu())
+        model.train(was_training)
+        if self.cfg.model.freeze_bn:
+            freeze_batchnorm(model)
+        summary = acc.summary()
+        summary['step'] = self.state.global_step
+        self.last_val = summary
+        if first is not None:
+            summary['_preview'] = first
+        return summary
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+    def _loader(self, epoch: int) -> DataLoader:
+        self.sampler.set_epoch(epoch, self.state.batch_in_epoch)
+        # own generator: creating the iterator must not consume the global RNG (exact resume with dropout)
+        gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        return DataLoader(self.train_view, batch_size=self.cfg.batch_size, sampler=self.sampler,
+                          collate_fn=collate_surround, num_workers=self.cfg.data.num_workers, drop_last=True,
+                          generator=gen, persistent_workers=False)
+
+    def fit(self) -> TrainState:
+        self.task.train()
+        if self.cfg.model.freeze_bn:
+            freeze_batchnorm(self.task.student)
+        while self.state.epoch < self.cfg.epochs:
+            epoch = self.state.epoch
+            loader = self._loader(epoch)
+            bar = tqdm(loader, total=len(loader), desc=f'epoch {epoch + 1}/{self.cfg.epochs}',
+                       disable=not self.ctx.is_main, dynamic_ncols=True, leave=False)
+            for batch in bar:
+                logs = self.train_step(batch)
+                self.state.batch_in_epoch += 1
+                self.state.global_step += 1
+                if logs is not None:
+                    bar.set_postfix(loss=f'{logs["loss"]:.4f}')
+                logs = dict(logs or {}, skipped=float(logs is None),
+                            lr=self.optimizer.param_groups[0]['lr'], nonfinite=self.state.nonfinite_total)
+                for hook in self.hooks:
+                    hook.on_step_end(self, logs)
+                if self.cfg.stop_after_steps and self.state.global_step >= self.cfg.stop_after_steps:
+                    self.stopped_early = True
+                    break
+            bar.close()
+            if self.stopped_early:
+                break
+            self.state.epoch += 1
+            self.state.batch_in_epoch = 0
+            for hook in self.hooks:
+                hook.on_epoch_end(self)
+        for hook in self.hooks:
+            hook.on_train_end(self)
+        return self.state
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_write(path, 'w') as f:
+        json.dump(data, f, indent=2, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))

@@ -1,0 +1,198 @@
+"""End-to-end training on tiny SurroundSim: learning, exact resume, DDP equivalence, clear errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from surround_depth_train.config import ConfigError, from_mapping
+from surround_depth_train.models.modelfile import read_model_file
+from surround_depth_train.train import build_trainer, main
+from surround_depth_train.training.config import TrainConfig
+from surround_depth_train.training.trainer import NonFiniteLossError
+
+SIZE = [96, 64]
+
+
+def tiny(tmp_path: Path, **over) -> dict:
+    cfg = {
+        'out_dir': str(tmp_path / 'run'), 'epochs': 1, 'batch_size': 2, 'seed': 0, 'tensorboard': False,
+        'data': {'image_size': SIZE, 'train_samples': 8, 'val_samples': 2,
+                 'cache_dir': str(tmp_path.parent / 'render_cache')},
+        'model': {'name': 'tiny_student_mb'},
+        'teacher': {'name': 'depth_anything_tiny_metric', 'kwargs': {'input_size': [28, 42], 'n_bins': 16}},
+        'loss': {'ckd': 0.1, 'vrkd': 1.0},
+        'optim': {'lr': 1e-3, 'scheduler': 'constant', 'encoder_lr_factor': 1.0},
+    }
+    for key, value in over.items():
+        node = cfg
+        parts = key.split('.')
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return cfg
+
+
+def args_of(cfg: dict, prefix: str = '') -> list[str]:
+    out = []
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out += args_of(v, f'{prefix}{k}.')
+        else:
+            out.append(f'{prefix}{k}={json.dumps(v)}')
+    return out
+
+
+def run_cli(args: list[str], env_extra: dict | None = None, torchrun: int = 0) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS='1', **(env_extra or {}))
+    cmd = [sys.executable, '-m', 'surround_depth_train.train', *args]
+    if torchrun:
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={torchrun}',
+               '-m', 'surround_depth_train.train', *args]
+    return subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=600)
+
+
+def weights(path: Path) -> dict:
+    return read_model_file(path)['state_dict']
+
+
+@pytest.mark.slow
+def test_short_run_beats_the_untrained_model_and_a_constant_depth(tmp_path):
+    cfg = from_mapping(TrainConfig, tiny(tmp_path, epochs=6, **{'data.train_samples': 24, 'data.val_samples': 4,
+                                                                'data.image_size': [128, 64]}))
+    trainer = build_trainer(cfg)
+    before = trainer.validate()['mean']['abs_rel']
+    trainer.fit()
+    after = trainer.last_val['mean']['abs_rel']
+    # the best constant depth: the median of the training GT
+    gts = np.concatenate([s['depth'][s['depth_mask']].numpy() for s in trainer.train_set])
+    const = float(np.median(gts))
+    acc = []
+    for s in trainer.val_set:
+        g = s['depth'][s['depth_mask']].numpy()
+        acc.append(np.mean(np.abs(g - const) / g))
+    constant_abs_rel = float(np.mean(acc))
+    assert after < before and after < constant_abs_rel, (before, after, constant_abs_rel)
+    assert (tmp_path / 'run' / 'val_depth.png').is_file() and (tmp_path / 'run' / 'model.pt').is_file()
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_with_weights_equal_to_an_uninterrupted_run(tmp_path):
+    over = {'epochs': 2, 'data.flip': True, 'data.color_jitter': 0.2, 'data.num_workers': 2}
+    full = run_cli(args_of(tiny(tmp_path / 'a', **over)))
+    assert full.returncode == 0, full.stderr
+    part = run_cli(args_of(tiny(tmp_path / 'b', stop_after_steps=5, **over)))  # mid second epoch
+    assert part.returncode == 0, part.stderr
+    state = read_model_file(tmp_path / 'b' / 'run' / 'checkpoints' / 'last.pt')
+    assert (state['epoch'], state['batch_in_epoch'], state['global_step']) == (1, 1, 5)
+    resumed = run_cli(['--resume', *args_of(tiny(tmp_path / 'b', **over))])
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = weights(tmp_path / 'a' / 'run' / 'model.pt'), weights(tmp_path / 'b' / 'run' / 'model.pt')
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_equals_one_process_on_the_same_global_batches(tmp_path):
+    over = {'epochs': 1, 'model.freeze_bn': True, 'data.train_samples': 8}
+    single = run_cli(args_of(tiny(tmp_path / 'single', batch_size=4, **over)))
+    assert single.returncode == 0, single.stderr
+    ddp = run_cli(args_of(tiny(tmp_path / 'ddp', batch_size=2, **over)), torchrun=2)
+    assert ddp.returncode == 0, ddp.stdout + ddp.stderr
+    a, b = weights(tmp_path / 'single' / 'run' / 'model.pt'), weights(tmp_path / 'ddp' / 'run' / 'model.pt')
+    diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].is_floating_point())
+    assert diff < 1e-5, diff
+    # both took the same two Adam steps (lr 1e-3 moves weights by ~1e-3, far above the tolerance)
+    for run in ('single', 'ddp'):
+        opt = read_model_file(tmp_path / run / 'run' / 'model.pt')['optimizer']
+        assert {int(s['step']) for s in opt['state'].values()} == {2}
+
+
+def test_unknown_config_key_is_refused_before_any_work(tmp_path, capsys):
+    assert main([f'out_dir={tmp_path}', 'optim.learning_rate=1']) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key(s) 'optim.learning_rate'" in err and 'valid keys are' in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_dataset_path_is_refused_naming_data_root(tmp_path, capsys):
+    assert main([f'out_dir={tmp_path}/run', 'data.dataset=nuscenes', f'data.root={tmp_path}/nowhere']) == 2
+    assert 'data.root' in capsys.readouterr().err
+
+
+def test_teacher_checkpoint_of_another_architecture_is_refused(tmp_path, capsys):
+    from surround_depth_train.models import create_model
+
+    wrong = create_model('depth_anything_tiny_metric')
+    torch.save({'model': wrong.state_dict()}, tmp_path / 'tiny.pt')
+    code = main(args_of(tiny(tmp_path, **{'teacher.name': 'depth_anything_vits_metric',
+                                          'teacher.checkpoint': str(tmp_path / 'tiny.pt')})))
+    assert code == 2
+    assert 'looks like' in capsys.readouterr().err
+
+
+def test_teacher_cache_with_augmentation_is_refused(tmp_path, capsys):
+    assert main(args_of(tiny(tmp_path, **{'teacher.cache': True, 'data.flip': True}))) == 2
+    assert 'teacher.cache' in capsys.readouterr().err
+
+
+def test_student_distillation_without_bins_is_refused(tmp_path, capsys):
+    assert main(args_of(tiny(tmp_path, **{'model.name': 'tiny_student'}))) == 2
+    assert 'MetricBins' in capsys.readouterr().err
+
+
+def test_dataset_without_six_cameras_is_refused(tmp_path, monkeypatch):
+    import surround_depth_train.training.builders as builders
+
+    real = builders.build_dataset
+
+    class FiveCameras:
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __getattr__(self, name):
+            return getattr(self.ds, name)
+
+        def __len__(self):
+            return len(self.ds)
+
+        def __getitem__(self, i):
+            s = dict(self.ds[i])
+            s['image'] = s['image'][:5]
+            return s
+
+    monkeypatch.setattr('surround_depth_train.train.build_dataset',
+                        lambda data, split, seed=0: FiveCameras(real(data, split, seed)))
+    with pytest.raises(ConfigError, match='yields samples of 5 cameras'):
+        build_trainer(from_mapping(TrainConfig, tiny(tmp_path)))
+
+
+def test_non_finite_losses_in_a_row_stop_with_the_last_good_checkpoint(tmp_path):
+    cfg = from_mapping(TrainConfig, tiny(tmp_path, max_nonfinite=3, **{'loss.ckd': 0.0, 'loss.vrkd': 0.0}))
+    trainer = build_trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.task.student.state_dict().items()}
+    forward = trainer.task.forward
+
+    def poisoned(batch, teacher_out=None):
+        out = forward(batch, teacher_out)
+        out['loss'] = out['loss'] * float('nan')
+        return out
+
+    trainer.task.forward = poisoned
+    with pytest.raises(NonFiniteLossError, match='3 non-finite losses in a row.*last good weights'):
+        trainer.fit()
+    saved = read_model_file(tmp_path / 'run' / 'checkpoints' / 'last.pt')
+    assert saved['nonfinite'] == 3
+    assert all(torch.equal(saved['state_dict'][k], before[k]) for k in before)
+
+
+def test_teacher_cache_serves_the_second_epoch_from_disk(tmp_path):
+    cfg = from_mapping(TrainConfig, tiny(tmp_path, epochs=2, **{'teacher.cache': True}))
+    trainer = build_trainer(cfg)
+    trainer.fit()
+    assert trainer.teacher_cache.misses == 8 and trainer.teacher_cache.hits == 8
+    assert (tmp_path / 'run' / 'config.yaml').is_file()
