@@ -1,0 +1,211 @@
+"""Model latency benchmark on CPU: each student with and without MetricBins, and the Depth Anything teachers.
+
+    python -m surround_depth_train.bench.models [--size 640x384] [--batch 6] [--repeats 3] [--threads N]
+                                               [--models monodepth2,hrdepth,monovit] [--teachers vits,vitl]
+
+Students run on ``batch x 3 x H x W`` (one six-camera set by default); the ViT-S teacher on the same input and the
+ViT-L teacher on batch 1 (reported per image). Plain and "+ MB" runs of a student alternate, so a change of load
+on the machine hits both alike; the table gives median milliseconds per camera set and per image, the head's
+cost ratio, parameter counts and the targets:
+
+- the head costs at most 1.5x the plain student (the paper's head costs 3.4x: 3.75 -> 12.77 ms);
+- Monodepth2 + MB is at least 15x faster per image than the ViT-L teacher (paper: 11.1x).
+
+A missed target is followed by a profile of where the "+ MB" model spends its time.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from surround_depth_train.models.registry import create_model, is_registered
+
+__all__ = ['main', 'time_model', 'profile_head']
+
+HEAD_TARGET = 1.5
+TEACHER_TARGET = 15.0
+TEACHERS = {'vits': 'depth_anything_vits_metric', 'vitl': 'depth_anything_vitl_metric'}
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, e.g. 640x384; got {text!r}') from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
+    return width, height
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def time_model(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def profile_head(model: nn.Module, images: torch.Tensor, repeats: int = 1) -> str:
+    """Where a student + MetricBins spends its time: encoder, decoder, each head stage, the full-resolution output."""
+    head = getattr(model, 'metric_bins', None)
+    if head is None:
+        return 'no MetricBins head to profile'
+    parts: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            parts.setdefault(name, []).append(time.perf_counter() - t0)
+            return out
+        return wrapper
+
+    model.encoder.forward = timed('encoder', model.encoder.forward)
+    model.decoder.forward = timed('decoder', model.decoder.forward)
+    head._stage_banded = timed('head stages', head._stage_banded)
+    head._output_banded = timed('head full-res output (MLP, log-binomial, C upsampling, D)', head._output_banded)
+    try:
+        with torch.inference_mode():
+            total = time_model(lambda: model(images), repeats, warmup=0)
+            inputs = _head_inputs(model, images)
+            with torch.profiler.profile() as prof:
+                model.metric_bins(*inputs)
+    finally:
+        del model.encoder.forward, model.decoder.forward, head._stage_banded, head._output_banded
+    n_stages = len(head.projectors)
+    lines = [f'  total forward {1000 * min(total):8.1f} ms']
+    for name, values in parts.items():
+        if name == 'head stages':
+            per_stage = [values[i::n_stages] for i in range(n_stages)]
+            for i, v in enumerate(per_stage):
+                lines.append(f'  head stage {i} (attractors {head.attractors[i].n_attractors:2d})'
+                             f' {1000 * min(v):8.1f} ms')
+        else:
+            lines.append(f'  {name:<58s} {1000 * min(values):8.1f} ms')
+    table = prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=12)
+    return '\n'.join(lines) + '\n  head operators (torch.profiler, one head forward):\n' + table
+
+
+def _head_inputs(model: nn.Module, images: torch.Tensor) -> tuple:
+    features = model.encoder((images - model.pixel_mean) / model.pixel_std)
+    decoded = model.decoder(features, images.shape[-2:])
+    return features[-1], decoded.features[:-1], decoded.features[-1], decoded.disparities[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.bench.models',
+                                     description='CPU latency of the students (with and without MetricBins) and '
+                                                 'the Depth Anything teachers.')
+    parser.add_argument('--size', type=_size, default=(640, 384), help='input WIDTHxHEIGHT (default 640x384)')
+    parser.add_argument('--batch', type=int, default=6, help='images per camera set (default 6)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed runs per model (median reported)')
+    parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads (default: torch default)')
+    parser.add_argument('--models', default='monodepth2,hrdepth,monovit',
+                        help='comma-separated student names (each is run plain and as NAME_mb)')
+    parser.add_argument('--teachers', default='vits,vitl',
+                        help="comma-separated teachers out of vits,vitl; '' for none")
+    parser.add_argument('--profile', action='store_true', help='print the head profile even when targets are met')
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.batch < 1:
+        parser.error('--repeats and --batch must be at least 1')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    width, height = args.size
+    students = [m.strip() for m in args.models.split(',') if m.strip()]
+    for name in students:
+        for variant in (name, f'{name}_mb'):
+            if not is_registered(variant):
+                parser.error(f'unknown student {variant!r}; pass names that have a plain and an _mb variant')
+    teachers = [t.strip() for t in args.teachers.split(',') if t.strip()]
+    unknown = [t for t in teachers if t not in TEACHERS]
+    if unknown:
+        parser.error(f'unknown teachers {unknown}; choose from {sorted(TEACHERS)}')
+
+    torch.manual_seed(0)
+    images = torch.rand(args.batch, 3, height, width)
+    print(f'CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; input {args.batch}x3x{height}x{width}, '
+          f'{args.repeats} timed runs per model (median), inference_mode, eval', flush=True)
+    rows: list[tuple[str, int, float, float, str]] = []  # name, params, ms/set, ms/image, note
+    medians: dict[str, float] = {}
+    mb_models: dict[str, nn.Module] = {}
+    for name in tqdm(students, desc='students', file=sys.stderr):
+        plain, with_head = create_model(name).eval(), create_model(f'{name}_mb').eval()
+        with torch.inference_mode():
+            times = _interleaved({name: lambda: plain(images), f'{name}_mb': lambda: with_head(images)},
+                                 args.repeats)
+        for variant, model in ((name, plain), (f'{name}_mb', with_head)):
+            med = statistics.median(times[variant])
+            medians[variant] = med
+            rows.append((variant, _params(model), 1000 * med, 1000 * med / args.batch, ''))
+        mb_models[name] = with_head
+        del plain
+    for key in tqdm(teachers, desc='teachers', file=sys.stderr):
+        registry_name = TEACHERS[key]
+        if not is_registered(registry_name):
+            rows.append((registry_name, 0, float('nan'), float('nan'), 'not registered: skipped'))
+            continue
+        model = create_model(registry_name).eval()
+        batch = images if key == 'vits' else images[:1]
+        with torch.inference_mode():
+            med = statistics.median(time_model(lambda: model(batch), args.repeats))
+        medians[registry_name] = med / len(batch)  # per image
+        rows.append((registry_name, _params(model), 1000 * med if key == 'vits' else float('nan'),
+                     1000 * med / len(batch), f'batch {len(batch)}'))
+        del model
+
+    print(f'\n{"model":<30s} {"params":>12s} {"ms/set":>10s} {"ms/image":>10s}  note')
+    for name, params, per_set, per_image, note in rows:
+        print(f'{name:<30s} {params:>12,d} {per_set:>10.1f} {per_image:>10.1f}  {note}')
+
+    print('\ntargets:')
+    missed = []
+    for name in students:
+        ratio = medians[f'{name}_mb'] / medians[name]
+        ok = ratio <= HEAD_TARGET
+        print(f'  {name}: head cost {ratio:.2f}x the plain student (target <= {HEAD_TARGET}x, paper 3.4x for '
+              f'Monodepth2): {"met" if ok else "MISSED"}')
+        if not ok:
+            missed.append(name)
+    vitl = TEACHERS['vitl']
+    if 'monodepth2' in students and vitl in medians:
+        speedup = medians[vitl] / (medians['monodepth2_mb'] / args.batch)
+        ok = speedup >= TEACHER_TARGET
+        print(f'  monodepth2_mb is {speedup:.1f}x faster per image than the ViT-L teacher (target >= '
+              f'{TEACHER_TARGET}x, paper 11.1x): {"met" if ok else "MISSED"}')
+    else:
+        print('  teacher speed-up: not measured (needs monodepth2 and the ViT-L teacher)')
+    for name in (students if args.profile else missed):
+        print(f'\nprofile of {name}_mb (one forward, {torch.get_num_threads()} threads):')
+        print(profile_head(mb_models[name], images))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
