@@ -1,10 +1,17 @@
 """The end-to-end demo on built-in data: ``python -m surround_depth_train.demo --out outputs/demo``.
 
-Stage ``geometry`` (always runs, no model needed): a roof LiDAR sweep is ray-cast against a simple analytic street
-(ground plane and box-shaped buildings and cars) around a nuScenes-like six-camera rig; the sweep is projected into
-every camera with the z-buffer and lifted back to one fused cloud. It writes ``lidar_depth_mosaic.png`` (sparse
-depth per camera, cyclic order) and ``fused_cloud_bev.png`` (bird's-eye view of the fused cloud coloured by
-camera), and prints how many returns each camera received.
+Stages (each writes pictures next to its numbers in ``--out``):
+
+1. ``world``: SurroundSim renders a short 10 Hz sequence of one street; a contact sheet per frame shows the six
+   images, dense depth and the ego-motion-compensated LiDAR depth (``world/sheet_*.png``).
+2. ``cloud``: the dense depth of all six cameras of one frame lifted into one base_link cloud through the rig
+   (``cloud_bev.png``), the cloud the ROS node publishes.
+3. ``distill``: the paper's pipeline at toy scale on CPU: fine-tune the Depth Anything teacher on SurroundSim's
+   dense depth, train the student (Monodepth2 + MetricBins) on LiDAR alone (baseline), and again with CKD + VRKD
+   from the fine-tuned teacher; ``results.md`` holds the metrics of all three and ``Delta_T`` of the distilled
+   student against the baseline; ``comparison.png`` shows the predictions side by side.
+
+``--quick`` swaps in the tiny test models and a few steps (used by the test suite).
 """
 from __future__ import annotations
 
@@ -16,72 +23,31 @@ from pathlib import Path
 import numpy as np
 
 import surround_depth_train
-from surround_depth_train.geometry import rig_depth_to_cloud, rig_points_to_depth, synthetic_surround_rig
-from surround_depth_train.visualize import label, mosaic, overlay_sparse_depth, save_png
+from surround_depth_train.geometry import rig_depth_to_cloud
+from surround_depth_train.metrics import METRIC_NAMES, delta_t
+from surround_depth_train.visualize import colorize_depth, label, mosaic, save_png
 
-__all__ = ['main', 'spinning_lidar_rays', 'raycast_street']
-
-
-def spinning_lidar_rays(beams: int = 32, azimuths: int = 1024, min_elev_deg: float = -30.0,
-                        max_elev_deg: float = 10.0) -> np.ndarray:
-    """Unit ray directions ``[beams * azimuths, 3]`` of a spinning LiDAR (base_link axes)."""
-    elev = np.deg2rad(np.linspace(min_elev_deg, max_elev_deg, beams))
-    azim = np.linspace(-np.pi, np.pi, azimuths, endpoint=False)
-    e, a = np.meshgrid(elev, azim, indexing='ij')
-    return np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)], axis=-1).reshape(-1, 3)
+__all__ = ['main', 'run_world_stage', 'run_cloud_stage', 'run_distill_stage']
 
 
-def raycast_street(origin: np.ndarray, rays: np.ndarray, boxes: np.ndarray, max_range: float = 80.0) -> np.ndarray:
-    """Nearest hit of each ray with the ground plane ``z = 0`` and axis-aligned ``boxes [B, 2, 3]`` (min, max).
+def run_world_stage(out: Path, seed: int, frames: int, size: tuple[int, int]) -> None:
+    from surround_depth_train.data.surroundsim.__main__ import main as surroundsim_main
 
-    Returns the hit points ``[M, 3]`` (rays without a hit within ``max_range`` are dropped).
-    """
-    with np.errstate(divide='ignore', invalid='ignore'):
-        t_ground = np.where(rays[:, 2] < 0, -origin[2] / rays[:, 2], np.inf)
-        inv = 1.0 / rays
-        t0 = (boxes[None, :, 0, :] - origin) * inv[:, None, :]
-        t1 = (boxes[None, :, 1, :] - origin) * inv[:, None, :]
-    t_near = np.nanmax(np.minimum(t0, t1), axis=-1)
-    t_far = np.nanmin(np.maximum(t0, t1), axis=-1)
-    hit = (t_near <= t_far) & (t_far > 0)
-    t_box = np.where(hit, np.where(t_near > 0, t_near, np.inf), np.inf).min(axis=1)
-    t = np.minimum(t_ground, t_box)
-    keep = np.isfinite(t) & (t <= max_range)
-    return origin + rays[keep] * t[keep, None]
+    surroundsim_main(['sheet', '--out', str(out / 'world'), '--seed', str(seed), '--frames', str(frames),
+                      '--size', f'{size[0]}x{size[1]}'])
 
 
-def _street_boxes(rng: np.random.Generator) -> np.ndarray:
-    boxes = []
-    for side in (-1, 1):  # buildings along both sides of a 14 m wide street
-        x = -60.0
-        while x < 60.0:
-            w = rng.uniform(8, 20)
-            setback = rng.uniform(9, 14)
-            boxes.append([[x, side * setback if side > 0 else -setback - 10, 0],
-                          [x + w, setback + 10 if side > 0 else -setback, rng.uniform(6, 25)]])
-            x += w + rng.uniform(1, 6)
-    for _ in range(8):  # parked cars
-        x, side = rng.uniform(-40, 40), rng.choice([-1, 1])
-        y = side * rng.uniform(4.5, 5.5)
-        boxes.append([[x - 2.2, y - 0.9, 0], [x + 2.2, y + 0.9, 1.5]])
-    return np.asarray(boxes, dtype=np.float64)
+def run_cloud_stage(out: Path, size: tuple[int, int]) -> int:
+    from surround_depth_train.data.surroundsim import SurroundSimDataset
 
-
-def run_geometry_stage(out: Path, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    rig = synthetic_surround_rig(640, 384)
-    origin = np.array([0.9, 0.0, 1.9])
-    points = raycast_street(origin, spinning_lidar_rays(), _street_boxes(rng))
-    depths = rig_points_to_depth(points, rig, min_depth=0.5, max_depth=80.0)
-    counts = {cam.name: int(np.count_nonzero(d)) for cam, d in zip(rig, depths)}
-    tiles = [label(overlay_sparse_depth(np.full((cam.height, cam.width, 3), 40, np.uint8), d, 0.5, 80.0, radius=2),
-                   f'{cam.name}: {counts[cam.name]} returns')
-             for cam, d in zip(rig, depths)]
-    save_png(out / 'lidar_depth_mosaic.png', mosaic([tiles[:3], tiles[3:]]))
-    cloud = rig_depth_to_cloud(depths, rig)
-    _plot_bev(cloud, rig.names, out / 'fused_cloud_bev.png')
-    rig.to_yaml(out / 'rig.yaml')
-    return {'lidar_points': len(points), 'returns_per_camera': counts, 'fused_points': len(cloud['points'])}
+    ds = SurroundSimDataset('val', 1, size)
+    sample = ds[0]
+    depths = [d[0].numpy() for d in sample['depth_dense']]
+    colors = [(im.permute(1, 2, 0).numpy() * 255).astype(np.uint8) for im in sample['image']]
+    cloud = rig_depth_to_cloud(depths, ds.rig, masks=[m[0].numpy() for m in sample['self_mask']], stride=2,
+                               colors=colors)
+    _plot_bev(cloud, ds.rig.names, out / 'cloud_bev.png')
+    return len(cloud['points'])
 
 
 def _plot_bev(cloud: dict, names: list[str], path: Path) -> None:
@@ -89,37 +55,126 @@ def _plot_bev(cloud: dict, names: list[str], path: Path) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 7), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.5), dpi=100)
+    pts = cloud['points']
+    near = np.linalg.norm(pts[:, :2], axis=1) < 60
     for i, name in enumerate(names):
-        sel = cloud['camera'] == i
-        ax.scatter(cloud['points'][sel, 0], cloud['points'][sel, 1], s=0.5, label=name)
-    ax.set_aspect('equal')
-    ax.set_xlim(-60, 60)
-    ax.set_ylim(-60, 60)
-    ax.set_xlabel('x forward [m]')
-    ax.set_ylabel('y left [m]')
-    ax.legend(markerscale=10, loc='upper right', fontsize=8)
-    ax.set_title('fused cloud from the six cameras (base_link)')
-    tmp = path.with_suffix('.tmp.png')
+        sel = (cloud['camera'] == i) & near
+        axes[0].scatter(pts[sel, 0], pts[sel, 1], s=0.3, label=name)
+    axes[0].legend(markerscale=12, loc='upper right', fontsize=8)
+    axes[0].set_title('fused cloud by camera (base_link, top view)')
+    axes[1].scatter(pts[near, 0], pts[near, 1], s=0.3, c=cloud['rgb'][near] / 255.0)
+    axes[1].set_title('fused cloud in camera colours')
+    for ax in axes:
+        ax.set_aspect('equal')
+        ax.set_xlim(-60, 60)
+        ax.set_ylim(-60, 60)
+        ax.set_xlabel('x forward [m]')
+        ax.set_ylabel('y left [m]')
+    tmp = path.with_name(f'.{path.name}.tmp.png')
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
 
 
+def _run(overrides: dict, resume: bool = False):
+    from surround_depth_train.config import from_mapping
+    from surround_depth_train.train import build_trainer
+    from surround_depth_train.training.config import TrainConfig
+
+    trainer = build_trainer(from_mapping(TrainConfig, overrides))
+    trainer.fit()
+    return trainer
+
+
+def _distill_configs(out: Path, quick: bool) -> tuple[dict, dict, dict]:
+    data = {'image_size': [96, 64] if quick else [160, 96], 'train_samples': 8 if quick else 48,
+            'val_samples': 2 if quick else 8, 'cache_dir': str(out / 'render_cache')}
+    teacher = ({'name': 'depth_anything_tiny_metric', 'kwargs': {'input_size': [42, 56], 'n_bins': 16}} if quick
+               else {'name': 'depth_anything_vits_metric', 'kwargs': {'input_size': [98, 168]}})
+    student = ({'name': 'tiny_student_mb', 'kwargs': {'bins': {'n_bins': 16}}} if quick
+               else {'name': 'monodepth2_mb'})
+    common = {'epochs': 1 if quick else 4, 'batch_size': 2, 'seed': 0, 'tensorboard': not quick, 'data': data,
+              'optim': {'lr': 1e-3 if quick else 3e-4, 'encoder_lr_factor': 1.0 if quick else 0.3}}
+    teacher_run = dict(common, mode='teacher', out_dir=str(out / 'runs' / 'teacher'), teacher=teacher,
+                       loss={'teacher_target': 'dense'})
+    baseline = dict(common, mode='student', out_dir=str(out / 'runs' / 'student_baseline'), model=student,
+                    loss={'ckd': 0.0, 'vrkd': 0.0})
+    distilled = dict(common, mode='student', out_dir=str(out / 'runs' / 'student_ckd_vrkd'), model=student,
+                     teacher=dict(name=teacher['name'], checkpoint=str(out / 'runs' / 'teacher' / 'model.pt'),
+                                  cache=True),
+                     loss={'ckd': 0.1, 'vrkd': 1.0})
+    return teacher_run, baseline, distilled
+
+
+def run_distill_stage(out: Path, quick: bool) -> dict:
+    teacher_cfg, baseline_cfg, distilled_cfg = _distill_configs(out, quick)
+    results = {}
+    trainers = {}
+    for name, cfg in (('teacher (fine-tuned)', teacher_cfg), ('student baseline', baseline_cfg),
+                      ('student + CKD + VRKD', distilled_cfg)):
+        print(f'[distill] training {name} -> {cfg["out_dir"]}', flush=True)
+        trainer = _run(cfg)
+        trainers[name] = trainer
+        results[name] = trainer.last_val['mean']
+    base = results['student baseline']
+    lines = ['| model | ' + ' | '.join(METRIC_NAMES) + ' | Delta_T vs baseline (%) |',
+             '|---' * (len(METRIC_NAMES) + 2) + '|']
+    for name, m in results.items():
+        dt = 'n/a' if name.startswith('teacher') else f'{delta_t(m, base):+.2f}'
+        lines.append(f'| {name} | ' + ' | '.join(f'{m[k]:.3f}' for k in METRIC_NAMES) + f' | {dt} |')
+    table = '\n'.join(lines)
+    (out / 'results.md').write_text(
+        f'# surround-depth demo on SurroundSim (validation split, LiDAR GT, scale-aware, no median scaling)\n\n'
+        f'{table}\n\nConfigs: {", ".join(t.cfg.out_dir + "/config.yaml" for t in trainers.values())}\n')
+    _comparison_picture(trainers, out / 'comparison.png')
+    return {'table': table, 'results': results}
+
+
+def _comparison_picture(trainers: dict, path: Path) -> None:
+    import torch
+
+    val = next(iter(trainers.values())).val_set
+    sample = val[0]
+    lo, hi = val.min_depth, val.max_depth
+    rows = [[(np.clip(im.permute(1, 2, 0).numpy(), 0, 1) * 255).astype(np.uint8) for im in sample['image']],
+            [label(colorize_depth(d[0].numpy(), lo, hi), 'dense GT') for d in sample['depth_dense']]]
+    for name, trainer in trainers.items():
+        model = trainer.task.student.eval()
+        with torch.no_grad():
+            depth = model(sample['image'].to(trainer.ctx.device)).depth.float().cpu()
+        rows.append([label(colorize_depth(d[0].numpy(), lo, hi), name) for d in depth])
+    save_png(path, mosaic(rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='surround_depth_demo',
-        description='Run surround-depth end to end on built-in synthetic data and write pictures and numbers.',
+        description='Run surround-depth end to end on built-in synthetic data (SurroundSim) and write pictures '
+                    'and numbers.',
         epilog=f'surround_depth_train {surround_depth_train.__version__} from '
                f'{Path(surround_depth_train.__file__).parent}')
     parser.add_argument('--out', type=Path, default=Path('outputs/demo'), help='output folder')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=int, default=0, help='SurroundSim scene seed of the contact sheets')
+    parser.add_argument('--frames', type=int, default=3, help='frames of the rendered sequence')
+    parser.add_argument('--stages', default='world,cloud,distill', help='comma-separated subset to run')
+    parser.add_argument('--quick', action='store_true', help='tiny models and few steps (smoke test)')
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = run_geometry_stage(args.out, args.seed)
-    print(f'[geometry] {summary["lidar_points"]} LiDAR returns -> per camera {summary["returns_per_camera"]}; '
-          f'fused cloud {summary["fused_points"]} points')
-    print(f'[geometry] wrote {args.out / "lidar_depth_mosaic.png"} and {args.out / "fused_cloud_bev.png"}')
+    stages = {s.strip() for s in args.stages.split(',') if s.strip()}
+    unknown = stages - {'world', 'cloud', 'distill'}
+    if unknown:
+        parser.error(f'unknown stage(s) {sorted(unknown)}; choose from world, cloud, distill')
+    size = (160, 96) if args.quick else (640, 384)
+    if 'world' in stages:
+        run_world_stage(args.out, args.seed, args.frames, size)
+    if 'cloud' in stages:
+        n = run_cloud_stage(args.out, size)
+        print(f'[cloud] fused {n} points from six cameras -> {args.out / "cloud_bev.png"}')
+    if 'distill' in stages:
+        summary = run_distill_stage(args.out, args.quick)
+        print(summary['table'])
+        print(f'[distill] wrote {args.out / "results.md"} and {args.out / "comparison.png"}')
     return 0
 
 

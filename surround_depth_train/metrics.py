@@ -129,11 +129,18 @@ class MetricsAccumulator:
 
 
 def delta_t(result: Mapping[str, float], baseline: Mapping[str, float]) -> float:
-    """Relative improvement ``Delta_T`` in % over the seven metrics (positive = better than ``baseline``)."""
+    """Relative improvement ``Delta_T`` in % over the seven metrics (positive = better than ``baseline``).
+
+    A metric whose baseline value is 0 has no relative change and is left out of the mean.
+    """
     changes = []
     for k in METRIC_NAMES:
+        if baseline[k] == 0:
+            continue
         rel = (result[k] - baseline[k]) / baseline[k]
         changes.append(-rel if LOWER_IS_BETTER[k] else rel)
+    if not changes:
+        raise ValueError('every baseline metric is 0: Delta_T is undefined')
     return float(100.0 * np.mean(changes))
 
 

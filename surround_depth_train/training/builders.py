@@ -92,11 +92,29 @@ def build_model(model: ModelConfig, min_depth: float, max_depth: float) -> tuple
 
 
 def build_teacher(teacher: TeacherConfig, min_depth: float, max_depth: float) -> tuple[nn.Module, dict[str, Any]]:
-    kwargs = {'min_depth': min_depth, 'max_depth': max_depth, **teacher.kwargs}
+    """The teacher and the kwargs that rebuild it (without the checkpoint path: the weights travel in our files).
+
+    ``teacher.checkpoint`` may be one of our model files (e.g. the ``model.pt`` of a ``mode=teacher`` run), an
+    official Depth Anything metric checkpoint or a relative ``depth_anything_vit*14.pth`` backbone.
+    """
+    from surround_depth_train.models.modelfile import ModelFileError, load_model, read_model_file
+
     if teacher.checkpoint:
-        kwargs['checkpoint'] = teacher.checkpoint
+        try:
+            read_model_file(teacher.checkpoint)
+            ours = True
+        except ModelFileError:
+            ours = False
+        if ours:
+            net, meta = load_model(teacher.checkpoint)
+            if meta['name'] != teacher.name:
+                raise ConfigError(f'teacher.checkpoint {teacher.checkpoint!r} holds a {meta["name"]!r} model but '
+                                  f'teacher.name is {teacher.name!r}; set teacher.name={meta["name"]}')
+            return net, dict(meta['kwargs'])
+    kwargs = {'min_depth': min_depth, 'max_depth': max_depth, **teacher.kwargs}
     try:
-        net = create_model(teacher.name, **kwargs)
+        net = create_model(teacher.name, **kwargs, **({'checkpoint': teacher.checkpoint} if teacher.checkpoint
+                                                      else {}))
     except ValueError as exc:
         raise ConfigError(f'teacher: {exc}') from None
     return net, kwargs

@@ -108,7 +108,7 @@ class Trainer:
         if self.ctx.is_main:
             save_training_checkpoint(
                 path, model=self.task.student, name=self.model_name, kwargs=self.model_kwargs,
-                input_size=tuple(self.cfg.data.image_size), optimizer=self.optimizer, scheduler=self.scheduler,
+                input_size=(self.cfg.data.image_size[1], self.cfg.data.image_size[0]), optimizer=self.optimizer, scheduler=self.scheduler,
                 scaler=self.scaler, epoch=self.state.epoch, batch_in_epoch=self.state.batch_in_epoch,
                 global_step=self.state.global_step, nonfinite=self.state.nonfinite_total,
                 aux_state=self._aux_state(), config=to_mapping(self.cfg))

@@ -72,3 +72,9 @@ def test_delta_t_is_positive_when_better_and_matches_the_paper():
     ours = dict(abs_rel=0.158, sq_rel=1.135, rmse=4.915, rmse_log=0.243, a1=0.805, a2=0.914, a3=0.957)
     assert delta_t(ours, base) == pytest.approx(13.42, abs=0.01)
     assert delta_t(base, base) == 0.0
+
+
+def test_delta_t_leaves_out_metrics_whose_baseline_is_zero():
+    base = dict(abs_rel=0.2, sq_rel=1.0, rmse=5.0, rmse_log=0.3, a1=0.0, a2=0.5, a3=0.5)
+    better = dict(base, abs_rel=0.1, a1=0.3)
+    assert delta_t(better, base) == pytest.approx(100 * 0.5 / 6)
