@@ -93,7 +93,7 @@ def profile_head(model: nn.Module, images: torch.Tensor, repeats: int = 1) -> st
     head._output_banded = timed('head full-res output (MLP, log-binomial, C upsampling, D)', head._output_banded)
     try:
         with torch.inference_mode():
-            total = time_model(lambda: model(images), repeats, warmup=0)
+            total = time_model(lambda: model(images), repeats, warmup=1)
             inputs = _head_inputs(model, images)
             with torch.profiler.profile() as prof:
                 model.metric_bins(*inputs)

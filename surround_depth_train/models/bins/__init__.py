@@ -1,0 +1,16 @@
+"""The metric bins head (ZoeDepth's MetricBins) and its parts, one idea per module.
+
+- ``seed``: seed bin regressor and projector (bottleneck -> first centers and embedding);
+- ``attractor``: attractor layers that refine centers stage by stage;
+- ``log_binomial``: the conditional log-binomial output distribution;
+- ``head``: ``MetricBins``, ``BinsOutput`` and ``resize_bins``;
+- ``pixelwise``: the channels-last layout the head computes in.
+"""
+from surround_depth_train.models.bins.attractor import AttractorLayer, exponential_attraction, inverse_attraction
+from surround_depth_train.models.bins.head import BIN_CENTERS_TYPES, BinsOutput, MetricBins, expected_depth, resize_bins
+from surround_depth_train.models.bins.log_binomial import ConditionalLogBinomial, LogBinomial, log_binomial_coefficient
+from surround_depth_train.models.bins.seed import Projector, SeedBinRegressor
+
+__all__ = ['BinsOutput', 'MetricBins', 'resize_bins', 'expected_depth', 'BIN_CENTERS_TYPES', 'AttractorLayer',
+           'inverse_attraction', 'exponential_attraction', 'ConditionalLogBinomial', 'LogBinomial',
+           'log_binomial_coefficient', 'Projector', 'SeedBinRegressor']

@@ -1,0 +1,101 @@
+"""Per-pixel tensors in channels-last ("pixel-major") layout, ``[B, H, W, C]``.
+
+The bins head is a stack of per-pixel MLPs (ZoeDepth writes them as 1x1 convolutions) and per-pixel operations over
+the ``K`` bins (attractors, softmax, expectation). With channels last, each 1x1 convolution is one GEMM over
+``B*H*W`` rows, and the operations over bins run along the contiguous axis; on CPU this is several times faster
+than NCHW 1x1 convolutions with few input channels and than reductions over a strided channel axis. The
+``nn.Conv2d`` modules (and so ZoeDepth's parameter names) are kept; only their weights are used as matrices.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = ['to_pixels', 'to_channels', 'resize_pixels', 'resize_channels', 'pixel_mlp', 'full_precision',
+           'BandResampler']
+
+
+def to_pixels(x: Tensor) -> Tensor:
+    """``[B, C, H, W]`` -> contiguous ``[B, H, W, C]`` (a view when ``x`` is already channels-last)."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def to_channels(x: Tensor) -> Tensor:
+    """``[B, H, W, C]`` -> ``[B, C, H, W]`` view with channels-last strides (no copy)."""
+    return x.permute(0, 3, 1, 2)
+
+
+def resize_channels(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """Bilinear resize of ``[B, C, H, W]`` with ``align_corners=True`` (ZoeDepth's choice); identity at equal size."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=True)
+
+
+def resize_pixels(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """:func:`resize_channels` for ``[B, H, W, C]`` tensors (stays channels-last)."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[1:3]) == size:
+        return x
+    return resize_channels(to_channels(x), size).permute(0, 2, 3, 1)
+
+
+def pixel_mlp(x: Tensor, net: nn.Sequential) -> Tensor:
+    """Apply a ``Sequential`` of 1x1 ``Conv2d`` and elementwise layers to ``[B, H, W, C]``."""
+    for layer in net:
+        if isinstance(layer, nn.Conv2d):
+            x = F.linear(x, layer.weight.flatten(1), layer.bias)
+        else:
+            x = layer(x)
+    return x
+
+
+def full_precision(x: Tensor) -> Tensor:
+    """``x`` in float32 unless it is float64 already: bins are kept out of reduced precision (autocast)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+class BandResampler:
+    """:func:`resize_pixels` evaluated one band of output rows at a time (for cache-resident, fused passes).
+
+    Bilinear with ``align_corners=True``: output row ``y`` reads input rows ``floor(s y)`` and the next one with
+    weight ``s y - floor(s y)``, ``s = (h - 1) / (H - 1)`` (likewise for columns), the same source positions and
+    weights as ``F.interpolate``; columns are interpolated first, then rows.
+    """
+
+    def __init__(self, src: Tensor, size: tuple[int, int]):
+        self.src = src
+        self.identity = tuple(src.shape[1:3]) == (int(size[0]), int(size[1]))
+        self.width = int(size[1])
+        taps_dtype = torch.float64 if src.dtype == torch.float64 else torch.float32
+        first, second, weight = self._taps(src.shape[1], int(size[0]), taps_dtype)
+        self.row_taps = list(zip(first.tolist(), second.tolist(), weight.tolist()))
+        first, second, weight = self._taps(src.shape[2], int(size[1]), taps_dtype)
+        self.col_first, self.col_second = first.to(src.device), second.to(src.device)
+        self.col_weight = weight.to(device=src.device, dtype=src.dtype)[:, None]
+
+    @staticmethod
+    def _taps(n_in: int, n_out: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        # Positions in the source's precision, as F.interpolate computes them.
+        scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        real = torch.tensor(scale, dtype=dtype) * torch.arange(n_out, dtype=dtype)
+        first = real.long()
+        second = first + (first < n_in - 1).long()
+        return first, second, (real - first).clamp(0.0, 1.0)
+
+    def band(self, image: int, y0: int, y1: int, out: Tensor | None = None) -> Tensor:
+        """Output rows ``[y0, y1)`` of image ``image``: ``[y1 - y0, W, C]`` (written to ``out`` if given)."""
+        if self.identity:
+            return self.src[image, y0:y1] if out is None else out.copy_(self.src[image, y0:y1])
+        lo, hi = self.row_taps[y0][0], self.row_taps[y1 - 1][1]
+        rows = self.src[image, lo:hi + 1]
+        rows = torch.lerp(rows.index_select(1, self.col_first), rows.index_select(1, self.col_second),
+                          self.col_weight)
+        if out is None:
+            out = rows.new_empty(y1 - y0, self.width, rows.shape[-1])
+        # One lerp per output row on views: measured faster than gathering the band's rows (no copies).
+        for k, (first, second, weight) in enumerate(self.row_taps[y0:y1]):
+            torch.lerp(rows[first - lo], rows[second - lo], weight, out=out[k])
+        return out

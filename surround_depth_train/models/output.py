@@ -1,0 +1,22 @@
+"""The one output type of every depth model (students and teacher)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+__all__ = ['DepthOutput']
+
+
+@dataclass
+class DepthOutput:
+    """Depth at the model's input resolution, plus bins and decoder features where the model has them.
+
+    Every depth model takes float RGB in ``[0, 1]`` of shape ``[B, 3, H, W]`` (``B`` = batch x cameras), owns its
+    input normalisation, and returns this. With bins, ``depth == sum(probs * centers, dim=1)``.
+    """
+
+    depth: Tensor                  # [B,1,H,W] metres, at the model's input resolution
+    centers: Tensor | None = None  # [B,K,H,W] metres (None for plain students)
+    probs: Tensor | None = None    # [B,K,H,W], softmax over K
+    features: list[Tensor] = field(default_factory=list)  # decoder features coarse->fine, for FitNets/AT/SP

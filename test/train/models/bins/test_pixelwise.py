@@ -1,0 +1,35 @@
+"""Channels-last helpers of the bins head: band-wise resizing and 1x1 convolutions as GEMMs."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from surround_depth_train.models.bins.pixelwise import (BandResampler, pixel_mlp, resize_pixels, to_channels,
+                                                        to_pixels)
+
+
+@pytest.mark.parametrize('src_size, size', [((5, 7), (10, 14)), ((12, 20), (24, 40)), ((7, 9), (20, 31)),
+                                            ((37, 51), (24, 33)), ((6, 6), (6, 6)), ((1, 5), (4, 9))])
+@pytest.mark.parametrize('rows_per_band', [1, 3, 64])
+def test_band_resampler_reproduces_bilinear_align_corners_resizing(src_size, size, rows_per_band):
+    src = torch.randn(2, *src_size, 5, generator=torch.Generator().manual_seed(0))
+    reference = resize_pixels(src, size)
+    resampler = BandResampler(src, size)
+    bands = [torch.cat([resampler.band(b, y, min(y + rows_per_band, size[0]))
+                        for y in range(0, size[0], rows_per_band)]) for b in range(2)]
+    torch.testing.assert_close(torch.stack(bands), reference, rtol=1e-6, atol=1e-6)
+
+
+def test_band_resampler_writes_into_a_given_buffer():
+    src = torch.randn(1, 4, 5, 3)
+    out = torch.empty(2, 10, 3)
+    result = BandResampler(src, (8, 10)).band(0, 2, 4, out=out)
+    assert result.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(out, resize_pixels(src, (8, 10))[0, 2:4])
+
+
+def test_pixel_mlp_equals_the_convolutions_on_nchw():
+    net = nn.Sequential(nn.Conv2d(6, 8, 1), nn.GELU(), nn.Conv2d(8, 3, 1), nn.Softplus())
+    x = torch.randn(2, 6, 5, 7)
+    torch.testing.assert_close(to_channels(pixel_mlp(to_pixels(x), net)), net(x), rtol=1e-5, atol=1e-6)
