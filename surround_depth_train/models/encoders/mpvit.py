@@ -26,7 +26,7 @@ import math
 from typing import Sequence
 
 import torch
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, Mlp, trunc_normal_  # Mlp: fc1 -> GELU -> fc2, MPViT's key names
 from torch import Tensor, nn
 
 __all__ = ['MPViT', 'mpvit_small', 'mpvit_tiny', 'MPVIT_SMALL_HEAD_PARAMS']
@@ -140,24 +140,13 @@ class FactorizedAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class MHCABlock(nn.Module):
     """Pre-norm transformer block: ``x = cpe(x); x += att(norm1(x)); x += mlp(norm2(x))``."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: int, drop_path: float):
         super().__init__()
         self.factoratt_crpe = FactorizedAttention(dim, num_heads)
-        self.mlp = Mlp(dim, dim * mlp_ratio)
+        self.mlp = Mlp(dim, dim * mlp_ratio, act_layer=nn.GELU)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()

@@ -19,10 +19,11 @@ from __future__ import annotations
 import math
 
 import torch
+from timm.layers import Mlp  # fc1 -> GELU -> fc2, DINOv2's key names
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ['interpolate_pos_embed', 'LayerScale', 'Attention', 'Mlp', 'Block', 'PatchEmbed',
+__all__ = ['interpolate_pos_embed', 'LayerScale', 'Attention', 'Block', 'PatchEmbed',
            'DinoVisionTransformer', 'POS_EMBED_OFFSET']
 
 POS_EMBED_OFFSET = 0.1  # DINO's guard against floor() rounding the interpolated grid one patch short
@@ -91,19 +92,6 @@ class Attention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
-class Mlp(nn.Module):
-    """``fc2(gelu(fc1(x)))``."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class Block(nn.Module):
     """Pre-norm transformer block: ``x += ls1(attn(norm1(x)))``; ``x += ls2(mlp(norm2(x)))``."""
 
@@ -113,7 +101,7 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads)
         self.ls1 = LayerScale(dim, layerscale_init)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
         self.ls2 = LayerScale(dim, layerscale_init)
 
     def forward(self, x: Tensor) -> Tensor:
