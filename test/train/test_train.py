@@ -196,3 +196,12 @@ def test_teacher_cache_serves_the_second_epoch_from_disk(tmp_path):
     trainer.fit()
     assert trainer.teacher_cache.misses == 8 and trainer.teacher_cache.hits == 8
     assert (tmp_path / 'run' / 'config.yaml').is_file()
+
+
+def test_bf16_autocast_on_cpu_trains_with_finite_fp32_losses(tmp_path):
+    cfg = from_mapping(TrainConfig, tiny(tmp_path, precision='bf16'))
+    trainer = build_trainer(cfg)
+    batch = next(iter(trainer._loader(0)))
+    logs = trainer.train_step(batch)
+    assert logs is not None and all(np.isfinite(v) for v in logs.values())
+    assert set(logs) == {'loss', 'sup', 'ckd', 'vrkd'}
