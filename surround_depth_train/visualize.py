@@ -16,21 +16,19 @@ __all__ = ['colorize_depth', 'overlay_sparse_depth', 'mosaic', 'label', 'save_pn
 
 def colorize_depth(depth: np.ndarray, min_depth: float = 0.5, max_depth: float = 80.0,
                    invalid_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
-    """Colour a depth map by inverse depth (near = bright/yellow, far = dark/purple, turbo-like 'magma' map).
+    """Colour a depth map on a log scale with 'magma' (near = bright yellow, far = dark purple).
 
-    Inverse depth spreads the near range, where detail matters, over most of the colour map. Pixels with
-    non-finite or non-positive depth get ``invalid_color``.
+    ``t = 1 - log(d / min) / log(max / min)``: every doubling of depth moves the colour by the same step, so a
+    street from 2 to 80 m uses the whole map. Pixels with non-finite or non-positive depth get ``invalid_color``.
     """
     import matplotlib
 
     depth = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
-    inv = np.zeros_like(depth)
+    t = np.zeros_like(depth)
     d = np.clip(depth[valid], min_depth, max_depth)
-    lo, hi = 1.0 / max_depth, 1.0 / min_depth
-    inv[valid] = (1.0 / d - lo) / (hi - lo)
-    # a power keeps the far range distinguishable
-    rgb = matplotlib.colormaps['magma'](np.sqrt(inv))[..., :3]
+    t[valid] = 1.0 - np.log(d / min_depth) / np.log(max_depth / min_depth)
+    rgb = matplotlib.colormaps['magma'](t)[..., :3]
     out = (rgb * 255).astype(np.uint8)
     out[~valid] = np.asarray(invalid_color, dtype=np.uint8)
     return out
