@@ -1,0 +1,29 @@
+import cv2
+import numpy as np
+
+from surround_depth_train.visualize import colorize_depth, mosaic, overlay_sparse_depth, save_png
+
+
+def test_near_depth_is_brighter_than_far_and_invalid_is_black():
+    rgb = colorize_depth(np.array([[2.0, 20.0, 0.0, np.nan]]), 1.0, 80.0)
+    assert rgb[0, 0].sum() > rgb[0, 1].sum()
+    assert (rgb[0, 2] == 0).all() and (rgb[0, 3] == 0).all()
+
+
+def test_sparse_overlay_only_touches_pixels_with_returns():
+    image = np.full((10, 10, 3), 50, np.uint8)
+    sparse = np.zeros((10, 10), np.float32)
+    sparse[4, 7] = 5.0
+    out = overlay_sparse_depth(image, sparse, radius=0)
+    changed = np.argwhere((out != image).any(axis=-1))
+    assert changed.tolist() == [[4, 7]]
+
+
+def test_mosaic_tiles_rows_and_png_round_trips(tmp_path):
+    a = np.zeros((4, 6, 3), np.uint8)
+    b = np.full((8, 12), 200, np.uint8)  # resized to the first tile, grey to RGB
+    grid = mosaic([[a, a, a], [b]], pad=1)
+    assert grid.shape == (2 * 4 + 1, 3 * 6 + 2, 3)
+    save_png(tmp_path / 'g.png', grid)
+    back = cv2.imread(str(tmp_path / 'g.png'))[..., ::-1]
+    assert np.array_equal(back, grid)
