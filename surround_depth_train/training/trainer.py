@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from surround_depth_train.atomic import atomic_write
 from surround_depth_train.config import to_mapping
 from surround_depth_train.data import collate_surround
 from surround_depth_train.distill import DistillationTask, flatten_cameras
-from surround_depth_train.metrics import MetricsAccumulator, format_metrics
+from surround_depth_train.metrics import MetricsAccumulator
 from surround_depth_train.training.checkpoint import load_training_state, save_training_checkpoint
 from surround_depth_train.training.rng import restore_rng_state
 from surround_depth_train.training.distributed import DistributedContext, any_across_ranks
@@ -262,4 +261,4 @@ class Trainer:
 
 def write_json(path: Path, data: Any) -> None:
     with atomic_write(path, 'w') as f:
-        json.dump(data, f, indent=2, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
+        json.dump(data, f, indent=2, default=str)
