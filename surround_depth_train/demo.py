@@ -77,7 +77,7 @@ def _plot_bev(cloud: dict, names: list[str], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _run(overrides: dict, resume: bool = False):
+def _run(overrides: dict):
     from surround_depth_train.config import from_mapping
     from surround_depth_train.train import build_trainer
     from surround_depth_train.training.config import TrainConfig

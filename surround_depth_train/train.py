@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from surround_depth_train.config import ConfigError, load_config, save_config
+from surround_depth_train.data.schema import NUM_CAMERAS, SampleError, validate_sample
 from surround_depth_train.distill import DistillationTask, probe
 from surround_depth_train.losses import DistillationWeights
 from surround_depth_train.training.builders import (build_augmentation, build_dataset, build_model,
@@ -28,9 +29,7 @@ from surround_depth_train.training.hooks import CheckpointHook, TensorBoardHook,
 from surround_depth_train.training.teacher_cache import TeacherCache, teacher_cache_key
 from surround_depth_train.training.trainer import NonFiniteLossError, Trainer, write_json
 
-__all__ = ['main', 'build_trainer', 'EXPECTED_CAMERAS']
-
-EXPECTED_CAMERAS = 6
+__all__ = ['main', 'build_trainer']
 
 
 def _weights(cfg: TrainConfig) -> DistillationWeights:
@@ -45,14 +44,12 @@ def build_trainer(cfg: TrainConfig, resume: str | None = None) -> Trainer:
     check_config(cfg)
     ctx = init_distributed(cfg.device)
     torch.manual_seed(cfg.seed)
-    train_set = build_dataset(cfg.data, 'train', cfg.seed)
-    val_set = build_dataset(cfg.data, 'val', cfg.seed)
-    sample = train_set[0]
-    n_cams = sample['image'].shape[0]
-    if sample['image'].ndim != 4 or n_cams != EXPECTED_CAMERAS:
-        raise ConfigError(f'the {cfg.data.dataset} dataset yields samples of {n_cams} cameras (image '
-                          f'{tuple(sample["image"].shape)}); training needs sets of {EXPECTED_CAMERAS} cameras in '
-                          f'cyclic order [N, 3, H, W] (VRKD pairs neighbours); check the dataset\'s camera list')
+    train_set = build_dataset(cfg.data, 'train')
+    val_set = build_dataset(cfg.data, 'val')
+    try:  # one sample against the schema (six cameras in cyclic order, keys, shapes) before any training work
+        validate_sample(train_set[0], NUM_CAMERAS, tuple(cfg.data.image_size))
+    except SampleError as exc:
+        raise ConfigError(f'the {cfg.data.dataset} dataset yields samples training cannot use: {exc}') from None
     min_depth, max_depth = train_set.min_depth, train_set.max_depth
     teacher, teacher_kwargs = None, {}
     if cfg.mode == 'teacher':

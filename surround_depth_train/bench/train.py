@@ -80,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--teacher', default='depth_anything_vits_metric')
     args = parser.parse_args(argv)
     w, h = (int(v) for v in args.size.split('x'))
-    torch.set_num_threads(torch.get_num_threads())
     with tempfile.TemporaryDirectory() as tmp:
         samples = (args.steps + 4) * args.batch
         base = {'out_dir': str(Path(tmp) / 'run'), 'batch_size': args.batch, 'tensorboard': False,

@@ -48,7 +48,7 @@ def check_config(cfg) -> None:
                           f'five-level encoders; e.g. 640x384, 640x352, 160x96')
 
 
-def build_dataset(data: DataConfig, split: str, seed: int = 0):
+def build_dataset(data: DataConfig, split: str):
     """The dataset of ``split`` at network resolution (unaugmented; augmentation runs in the training view)."""
     if split not in SPLITS:
         raise ValueError(f'split must be one of {SPLITS}, got {split!r}')

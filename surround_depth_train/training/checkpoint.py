@@ -15,10 +15,7 @@ import torch
 from surround_depth_train.models.modelfile import read_model_file, save_model
 from surround_depth_train.training.rng import capture_rng_state
 
-__all__ = ['save_training_checkpoint', 'load_training_state', 'TRAINING_KEYS']
-
-TRAINING_KEYS = ('optimizer', 'scheduler', 'scaler', 'rng', 'epoch', 'batch_in_epoch', 'global_step',
-                 'nonfinite', 'aux_state', 'config')
+__all__ = ['save_training_checkpoint', 'load_training_state']
 
 
 def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, name: str, kwargs: dict,
