@@ -88,8 +88,12 @@ class DepthStudent(nn.Module):
     def has_bins(self) -> bool:
         return self.metric_bins is not None
 
-    def forward(self, images: Tensor) -> DepthOutput:
-        """``images``: ``[B, 3, H, W]`` float RGB in ``[0, 1]``."""
+    def forward(self, images: Tensor, depth_only: bool = False) -> DepthOutput:
+        """``images``: ``[B, 3, H, W]`` float RGB in ``[0, 1]``.
+
+        ``depth_only=True`` (deployment, evaluation) leaves ``centers`` and ``probs`` out; without autograd the
+        bins head then never writes them at full resolution (see :class:`MetricBins`).
+        """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f'expected images of shape [B, 3, H, W], got {tuple(images.shape)}; flatten batch and '
                              f'cameras into B and put RGB channels second')
@@ -105,7 +109,8 @@ class DepthStudent(nn.Module):
         if self.metric_bins is None:
             return DepthOutput(depth=disparity_to_depth(disparity, self.min_depth, self.max_depth),
                                features=decoded.features)
-        bins = self.metric_bins(features[-1], decoded.features[:-1], decoded.features[-1], disparity)
+        bins = self.metric_bins(features[-1], decoded.features[:-1], decoded.features[-1], disparity,
+                                depth_only=depth_only)
         return DepthOutput(depth=bins.depth, centers=bins.centers, probs=bins.probs, features=decoded.features)
 
 

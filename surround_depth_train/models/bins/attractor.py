@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from surround_depth_train.models.bins.log_binomial import softplus_inference
 from surround_depth_train.models.bins.pixelwise import full_precision, pixel_mlp, resize_pixels
 
 __all__ = ['inverse_attraction', 'exponential_attraction', 'AttractorLayer']
@@ -89,7 +90,10 @@ class AttractorLayer(nn.Module):
 
     def points_from_hidden(self, pre: Tensor) -> Tensor:
         """Attractor points from the first layer's output ``W1 x + b1`` (``[..., hidden]``)."""
-        out = full_precision(pixel_mlp(pre, self._net[1:]))
+        if torch.is_grad_enabled() or self.normed:
+            out = full_precision(pixel_mlp(pre, self._net[1:]))
+        else:
+            out = full_precision(softplus_inference(pixel_mlp(pre, self._net[1:3])))
         if self.normed:
             out = out.unflatten(-1, (self.n_attractors, 2))[..., 0] + ATTRACTOR_EPS
         return out
@@ -109,6 +113,34 @@ class AttractorLayer(nn.Module):
         centers = (self.max_depth - self.min_depth) * b_new + self.min_depth
         centers = torch.sort(centers, dim=-1).values.clamp(self.min_depth, self.max_depth)
         return b_new, centers
+
+    def refine_into(self, points: Tensor, b: Tensor, state_out: Tensor, centers_out: Tensor | None = None) -> None:
+        """:meth:`refine` written into ``state_out`` (and ``centers_out`` when normed), without autograd.
+
+        The same function in fewer passes: ``b' = b + sum_i f(a_i - b) / n_a`` is accumulated in ``state_out``, the
+        inverse attraction as ``(dx / alpha) / (dx^gamma + 1 / alpha)``.
+        """
+        weight = 1.0 / self.n_attractors if self.kind == 'mean' else 1.0
+        dx, scratch = torch.empty_like(b), torch.empty_like(b)
+        accumulated = b
+        for i in range(self.n_attractors):
+            torch.sub(points[..., i:i + 1], b, out=dx)
+            if self.attractor_type == 'inv':
+                # dx / (1 + alpha dx^g) = (dx / alpha) / (dx^g + 1 / alpha)
+                if self.gamma == 2:
+                    torch.mul(dx, dx, out=scratch)
+                else:
+                    torch.pow(dx, self.gamma, out=scratch)
+                torch.addcdiv(accumulated, dx, scratch.add_(1.0 / self.alpha), value=weight / self.alpha,
+                              out=state_out)
+            else:
+                torch.abs(dx, out=scratch).pow_(self.gamma).mul_(-self.alpha).exp_()
+                torch.addcmul(accumulated, scratch, dx, value=weight, out=state_out)
+            accumulated = state_out
+        if self.normed:
+            assert centers_out is not None, 'normed attractors need centers_out'
+            centers = torch.sort(state_out * (self.max_depth - self.min_depth) + self.min_depth, dim=-1).values
+            torch.clamp(centers, self.min_depth, self.max_depth, out=centers_out)
 
     def forward(self, x: Tensor, b_prev: Tensor, prev_embedding: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Refine the previous state.

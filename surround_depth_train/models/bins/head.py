@@ -17,9 +17,9 @@ All resizes are bilinear with ``align_corners=True``. How it is made cheap while
   after the first linear layer of the log-binomial MLP (see ``ConditionalLogBinomial``), so no full-resolution
   ``E``-channel tensor exists;
 - the log-binomial is a rank-2 product and a softmax; attractors loop over points (no ``[.., n_a, K]`` tensor);
-- without autograd (inference, frozen teacher) every stage and the full-resolution output are computed in bands
-  of rows: resizes are evaluated per band (``BandResampler``), and each band's hidden layer, logits and products
-  are written in place while in cache; only ``P``, ``C``, ``D`` and the per-stage states reach main memory;
+- without autograd (inference, frozen teacher) the head is computed image by image, every stage and the
+  full-resolution output in bands of rows that stay in cache (see ``banded``); only ``P``, ``C`` and ``D`` reach
+  main memory at full resolution, and with ``depth_only`` only ``D``;
 - with autograd the full-resolution MLP is recomputed in the backward pass instead of stored
   (``memory_efficient``).
 
@@ -35,24 +35,24 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from surround_depth_train.models.bins.attractor import AttractorLayer
+from surround_depth_train.models.bins.banded import banded_bins
 from surround_depth_train.models.bins.log_binomial import ConditionalLogBinomial
-from surround_depth_train.models.bins.pixelwise import (BandResampler, resize_channels, resize_pixels, to_channels,
-                                                        to_pixels)
+from surround_depth_train.models.bins.pixelwise import resize_channels, resize_pixels, to_channels, to_pixels
 from surround_depth_train.models.bins.seed import Projector, SeedBinRegressor
 
 __all__ = ['BinsOutput', 'MetricBins', 'resize_bins', 'expected_depth', 'BIN_CENTERS_TYPES']
 
 BIN_CENTERS_TYPES = ('softplus', 'normed')
-BAND_PIXELS = 8192  # pixels per band of the inference path: ~6 MB of float32 working set, stays in L2/L3
 
 
 @dataclass
 class BinsOutput:
-    """Per-pixel bins: ``depth = sum(probs * centers, dim=1)``."""
+    """Per-pixel bins: ``depth = sum(probs * centers, dim=1)`` (``centers`` and ``probs`` are None when the head
+    was asked for depth only)."""
 
-    centers: Tensor  # [B, K, H, W] metres
-    probs: Tensor    # [B, K, H, W], sums to one over K
-    depth: Tensor    # [B, 1, H, W] metres
+    centers: Tensor | None  # [B, K, H, W] metres
+    probs: Tensor | None    # [B, K, H, W], sums to one over K
+    depth: Tensor           # [B, 1, H, W] metres
 
 
 def expected_depth(probs: Tensor, centers: Tensor) -> Tensor:
@@ -66,17 +66,14 @@ def resize_bins(out: BinsOutput, size: tuple[int, int]) -> BinsOutput:
     So ``D = sum(P * C)`` holds exactly at the new resolution (a resized ``D`` would not).
     """
     size = (int(size[0]), int(size[1]))
+    if out.probs is None or out.centers is None:
+        raise ValueError('resize_bins needs centers and probs; this output was computed with depth_only=True')
     if tuple(out.probs.shape[-2:]) == size and tuple(out.centers.shape[-2:]) == size:
         return out
     centers = resize_channels(out.centers, size)
     probs = resize_channels(out.probs, size)
     probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(torch.finfo(probs.dtype).tiny)
     return BinsOutput(centers=centers, probs=probs, depth=expected_depth(probs, centers))
-
-
-def _bands(height: int, width: int) -> list[tuple[int, int]]:
-    rows = max(1, BAND_PIXELS // max(width, 1))
-    return [(y, min(y + rows, height)) for y in range(0, height, rows)]
 
 
 class MetricBins(nn.Module):
@@ -160,7 +157,8 @@ class MetricBins(nn.Module):
         return centers, embedding
 
     def forward(self, bottleneck: Tensor, stage_features: Sequence[Tensor], last_feature: Tensor,
-                rel_depth: Tensor, out_size: tuple[int, int] | None = None) -> BinsOutput:
+                rel_depth: Tensor, out_size: tuple[int, int] | None = None, depth_only: bool = False
+                ) -> BinsOutput:
         """Bins at ``last_feature``'s resolution, or resized to ``out_size`` with :func:`resize_bins`.
 
         Args:
@@ -169,7 +167,13 @@ class MetricBins(nn.Module):
             last_feature: ``[B, last_channels, H, W]``.
             rel_depth: relative depth ``[B, 1, h, w]`` or ``[B, h, w]`` (resized to ``H x W``).
             out_size: optional output ``(height, width)``.
+            depth_only: return ``D`` alone (``centers`` and ``probs`` None), e.g. for deployment. Without autograd,
+                ``P`` and ``C`` are then computed band by band into a small scratch buffer and never written out at
+                full resolution (``2 K`` channels per pixel). Not with ``out_size``: resizing needs ``P`` and ``C``.
         """
+        if depth_only and out_size is not None:
+            raise ValueError('depth_only=True cannot be combined with out_size: the exact resize needs centers and '
+                             'probs; resize the full output with resize_bins instead')
         if rel_depth.ndim == 3:
             rel_depth = rel_depth.unsqueeze(1)
         size = last_feature.shape[-2:]
@@ -179,93 +183,14 @@ class MetricBins(nn.Module):
             probs = self.conditional_log_binomial(to_pixels(torch.cat([last_feature, rel], dim=1)), embedding)
             centers = resize_pixels(centers, size)
             depth = (probs * centers).sum(dim=-1, keepdim=True)
+            if depth_only:
+                probs = centers = None
         else:
             self._check_stages(stage_features)
             with torch.autocast(device_type=last_feature.device.type, enabled=False):
-                probs, centers, depth = self._banded(bottleneck, stage_features, last_feature, rel)
-        out = BinsOutput(centers=to_channels(centers), probs=to_channels(probs), depth=to_channels(depth))
+                probs, centers, depth = banded_bins(self, bottleneck, stage_features, last_feature, rel, depth_only)
+        out = BinsOutput(centers=None if centers is None else to_channels(centers),
+                         probs=None if probs is None else to_channels(probs), depth=to_channels(depth))
         if out_size is not None:
             out = resize_bins(out, out_size)
         return out
-
-    # -- inference path: same function, computed band by band ------------------------------------------------
-
-    def _banded(self, bottleneck: Tensor, stage_features: Sequence[Tensor], last_feature: Tensor, rel: Tensor
-                ) -> tuple[Tensor, Tensor, Tensor]:
-        dtype = torch.float64 if last_feature.dtype == torch.float64 else torch.float32
-        state, centers, embedding = self._seed(bottleneck.to(dtype))
-        clb = self.conditional_log_binomial
-        cond_weight = clb.mlp[0].weight.flatten(1)[:, clb.in_features:]
-        # Each embedding is only ever used through the next linear layer that reads it (the next attractor's first
-        # layer, or the log-binomial MLP's for the last one), so that product is what is carried between stages:
-        # "carry" = W_next e (+ b1 of the MLP at the end), resized by the next stage.
-        consumers = [a._net[0].weight.flatten(1) for a in self.attractors] + [cond_weight]
-        carry = F.linear(embedding, consumers[0], None if self.attractors else clb.mlp[0].bias)
-        for i, (projector, attractor, feature) in enumerate(zip(self.projectors, self.attractors,
-                                                                stage_features)):
-            extra_bias = clb.mlp[0].bias if i == len(self.attractors) - 1 else None
-            state, centers, carry = self._stage_banded(projector, attractor, feature.to(dtype), state, carry,
-                                                       consumers[i + 1], extra_bias)
-        return self._output_banded(last_feature.to(dtype), rel.to(dtype), carry, centers)
-
-    def _stage_banded(self, projector: Projector, attractor: AttractorLayer, feature: Tensor, state: Tensor,
-                      carry: Tensor, next_weight: Tensor, next_bias: Tensor | None
-                      ) -> tuple[Tensor, Tensor, Tensor]:
-        """One refinement stage, band by band. With ``e = P2 h + p2`` (``h = relu(P1 f + p1)``) and the attractor's
-        first layer ``A1``: ``A1 (e + resize(e_prev)) + a1 = (A1 P2) h + A1 p2 + a1 + resize(A1 e_prev)``, and the
-        carry for the next stage is ``N e = (N P2) h + N p2`` — one GEMM ``[A1 P2; N P2]`` per band."""
-        b, _, h, w = feature.shape
-        carry_rs = BandResampler(carry, (h, w))
-        state_rs = BandResampler(state, (h, w))
-        first_p, second_p = projector._net[0], projector._net[2]
-        first_a = attractor._net[0]
-        p2 = second_p.weight.flatten(1)
-        a1 = first_a.weight.flatten(1)
-        weight = torch.cat([a1 @ p2, next_weight @ p2])
-        bias = torch.cat([a1 @ second_p.bias + first_a.bias,
-                          next_weight @ second_p.bias + (0 if next_bias is None else next_bias)])
-        split = a1.shape[0]
-        p1 = first_p.weight.flatten(1)
-        kw = {'dtype': state.dtype, 'device': state.device}
-        new_state = torch.empty(b, h, w, self.n_bins, **kw)
-        new_centers = torch.empty(b, h, w, self.n_bins, **kw) if attractor.normed else new_state
-        new_carry = torch.empty(b, h, w, next_weight.shape[0], **kw)
-        for image in range(b):
-            for y0, y1 in _bands(h, w):
-                hidden = torch.relu_(F.linear(feature[image, :, y0:y1].permute(1, 2, 0), p1, first_p.bias))
-                out = F.linear(hidden, weight, bias)
-                points = attractor.points_from_hidden(out[..., :split] + carry_rs.band(image, y0, y1))
-                s, c = attractor.refine(points, state_rs.band(image, y0, y1))
-                new_state[image, y0:y1] = s
-                if attractor.normed:
-                    new_centers[image, y0:y1] = c
-                new_carry[image, y0:y1] = out[..., split:]
-        return new_state, new_centers, new_carry
-
-    def _output_banded(self, last_feature: Tensor, rel: Tensor, condition: Tensor, centers: Tensor
-                       ) -> tuple[Tensor, Tensor, Tensor]:
-        """``condition`` is ``W1_cond e + b1`` at the last stage's resolution (channels-last)."""
-        clb = self.conditional_log_binomial
-        lb = clb.log_binomial_transform
-        b, _, h, w = last_feature.shape
-        dtype, device = centers.dtype, centers.device
-        hidden_rs = BandResampler(condition, (h, w))
-        centers_rs = BandResampler(centers, (h, w))
-        probs = torch.empty(b, h, w, self.n_bins, dtype=dtype, device=device)
-        centers_out = torch.empty(b, h, w, self.n_bins, dtype=dtype, device=device)
-        depth = torch.empty(b, h, w, 1, dtype=dtype, device=device)
-        x_weight = clb.x_weight.to(dtype).t()
-        basis = lb.logit_basis(dtype)
-        for image in range(b):
-            for y0, y1 in _bands(h, w):
-                hidden = hidden_rs.band(image, y0, y1)
-                if hidden_rs.identity:
-                    hidden = hidden.clone()
-                n = hidden.shape[0] * hidden.shape[1]
-                x = torch.cat([last_feature[image, :, y0:y1], rel[image, :, y0:y1]]).permute(1, 2, 0).reshape(n, -1)
-                activation = torch.ops.aten.gelu_(hidden.view(n, -1).addmm_(x, x_weight))
-                p, t = clb.parameters_from_activation(activation)
-                band_probs = lb.probs_into(p, t, probs[image, y0:y1].view(n, -1), basis)
-                band_centers = centers_rs.band(image, y0, y1, out=centers_out[image, y0:y1]).view(n, -1)
-                torch.sum(band_probs * band_centers, dim=-1, keepdim=True, out=depth[image, y0:y1].view(n, 1))
-        return probs, centers_out, depth

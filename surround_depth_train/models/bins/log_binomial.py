@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from surround_depth_train.models.bins.pixelwise import full_precision, resize_pixels
 
-__all__ = ['log_binomial_coefficient', 'LogBinomial', 'ConditionalLogBinomial']
+__all__ = ['log_binomial_coefficient', 'softplus_inference', 'LogBinomial', 'ConditionalLogBinomial']
 
 
 def log_binomial_coefficient(n: Tensor, k: Tensor, eps: float = 1e-7) -> Tensor:
@@ -29,6 +29,20 @@ def log_binomial_coefficient(n: Tensor, k: Tensor, eps: float = 1e-7) -> Tensor:
     n = n + eps
     k = k + eps
     return n * torch.log(n) - k * torch.log(k) - (n - k) * torch.log(n - k + eps)
+
+
+def softplus_inference(x: Tensor) -> Tensor:
+    """``nn.Softplus()`` (beta 1, threshold 20) from fast vectorised operations (on CPU ``log1p``, and so
+    ``F.softplus``, is scalar code, and ``torch.where`` is slow).
+
+    ``softplus(x) = max(x, 0) + log1p(e)``, ``e = exp(-|x|)``, with ``log1p(e) = log(u) + (e - (u - 1)) / u`` for
+    ``u = 1 + e``: the second term restores what rounding ``u`` lost (all of ``e`` where ``u`` rounds to one).
+    Above the threshold this is ``x + log1p(e)``, which rounds to ``x``.
+    """
+    e = torch.exp(-x.abs())
+    u = e + 1.0
+    correction = (e - (u - 1.0)).div_(u)
+    return torch.log(u).add_(correction).add_(x.clamp_min(0.0))
 
 
 class LogBinomial(nn.Module):
@@ -68,13 +82,11 @@ class LogBinomial(nn.Module):
             factors = self.logit_factors(p, t, eps)
             return torch.softmax(factors @ self.logit_basis(factors.dtype), dim=-1)
 
-    def probs_into(self, p: Tensor, t: Tensor, out: Tensor, basis: Tensor | None = None, eps: float = 1e-4
-                   ) -> Tensor:
-        """:meth:`forward` written into ``out`` ``[N, K]`` with an in-place softmax (no autograd; for inference)."""
-        factors = self.logit_factors(p, t, eps)
+    def probs_into(self, factors: Tensor, out: Tensor, basis: Tensor | None = None) -> Tensor:
+        """:meth:`forward` from :meth:`logit_factors` ``[N, 2]``, written into ``out`` ``[N, K]`` (no autograd):
+        one GEMM for the logits, then the fused softmax kernel in place (it reads and writes each logit once)."""
         torch.matmul(factors, self.logit_basis(out.dtype) if basis is None else basis, out=out)
-        out.sub_(out.amax(dim=-1, keepdim=True)).exp_()
-        return out.div_(out.sum(dim=-1, keepdim=True))
+        return torch.ops.aten._softmax.out(out, -1, False, out=out)
 
 
 class ConditionalLogBinomial(nn.Module):
@@ -119,12 +131,11 @@ class ConditionalLogBinomial(nn.Module):
     def parameters_from_activation(self, a: Tensor) -> tuple[Tensor, Tensor]:
         """``(p, t)`` from ``a = gelu(hidden)``."""
         last = self.mlp[2]
-        s = F.linear(a, last.weight.flatten(1), last.bias)
-        if torch.is_grad_enabled():
-            s = self.mlp[3](s)
-        else:
-            # nn.Softplus (beta 1, threshold 20) as vectorised exp/log1p: the same values, faster on CPU.
-            s = torch.where(s > 20.0, s, torch.log1p(torch.exp(s)))
+        return self.parameters_from_logits(F.linear(a, last.weight.flatten(1), last.bias))
+
+    def parameters_from_logits(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        """``(p, t)`` from the last layer's output before its softplus, ``s = W2 a + b2`` (``[..., 4]``)."""
+        s = self.mlp[3](s) if torch.is_grad_enabled() else softplus_inference(s)
         s = full_precision(s) + self.p_eps
         p = s[..., 0:1] / (s[..., 0:1] + s[..., 1:2])
         t = s[..., 2:3] / (s[..., 2:3] + s[..., 3:4])

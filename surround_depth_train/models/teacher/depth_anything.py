@@ -169,8 +169,14 @@ class DepthAnythingMetric(nn.Module):
         bins = self.bins(dpt.bottleneck, dpt.paths, dpt.out_conv, dpt.rel_depth)
         return bins, dpt
 
-    def forward(self, images: Tensor) -> DepthOutput:
-        """Metric depth, bin centers and probabilities at the input resolution; ``features`` = refinenet4..1."""
+    def forward(self, images: Tensor, depth_only: bool = False) -> DepthOutput:
+        """Metric depth, bin centers and probabilities at the input resolution; ``features`` = refinenet4..1.
+
+        ``depth_only=True`` leaves ``centers`` and ``probs`` out of the result (the same interface as the students';
+        they are still computed here, since the exact resize to the input resolution needs them).
+        """
         bins, dpt = self.forward_network(self.prepare(images))
         bins = resize_bins(bins, images.shape[-2:])
+        if depth_only:
+            return DepthOutput(depth=bins.depth, features=list(dpt.paths))
         return DepthOutput(depth=bins.depth, centers=bins.centers, probs=bins.probs, features=list(dpt.paths))

@@ -15,18 +15,32 @@ from surround_depth_train.models.bins.pixelwise import (BandResampler, pixel_mlp
 def test_band_resampler_reproduces_bilinear_align_corners_resizing(src_size, size, rows_per_band):
     src = torch.randn(2, *src_size, 5, generator=torch.Generator().manual_seed(0))
     reference = resize_pixels(src, size)
-    resampler = BandResampler(src, size)
-    bands = [torch.cat([resampler.band(b, y, min(y + rows_per_band, size[0]))
-                        for y in range(0, size[0], rows_per_band)]) for b in range(2)]
-    torch.testing.assert_close(torch.stack(bands), reference, rtol=1e-6, atol=1e-6)
+    images = []
+    for image in src:
+        resampler = BandResampler(image, size)
+        images.append(torch.cat([resampler.band(y, min(y + rows_per_band, size[0]))
+                                 for y in range(0, size[0], rows_per_band)]))
+    torch.testing.assert_close(torch.stack(images), reference, rtol=1e-6, atol=1e-6)
 
 
 def test_band_resampler_writes_into_a_given_buffer():
     src = torch.randn(1, 4, 5, 3)
     out = torch.empty(2, 10, 3)
-    result = BandResampler(src, (8, 10)).band(0, 2, 4, out=out)
+    result = BandResampler(src[0], (8, 10)).band(2, 4, out=out)
     assert result.data_ptr() == out.data_ptr()
     torch.testing.assert_close(out, resize_pixels(src, (8, 10))[0, 2:4])
+
+
+def test_band_resampler_writes_into_a_strided_buffer_too():
+    src = torch.randn(1, 4, 5, 6)
+    out = torch.empty(2, 10, 12)[..., ::2]
+    BandResampler(src[0], (8, 10)).band(2, 4, out=out)
+    torch.testing.assert_close(out, resize_pixels(src, (8, 10))[0, 2:4])
+
+
+def test_band_resampler_takes_one_image():
+    with pytest.raises(ValueError, match='one channels-last image'):
+        BandResampler(torch.randn(2, 4, 5, 3), (8, 10))
 
 
 def test_pixel_mlp_equals_the_convolutions_on_nchw():
