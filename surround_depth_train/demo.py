@@ -142,7 +142,7 @@ def _comparison_picture(trainers: dict, path: Path) -> None:
     for name, trainer in trainers.items():
         model = trainer.task.student.eval()
         with torch.no_grad():
-            depth = model(sample['image'].to(trainer.ctx.device)).depth.float().cpu()
+            depth = model(sample['image'].to(trainer.ctx.device), depth_only=True).depth.float().cpu()
         rows.append([label(colorize_depth(d[0].numpy(), lo, hi), name) for d in depth])
     save_png(path, mosaic(rows))
 

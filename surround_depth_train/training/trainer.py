@@ -200,7 +200,7 @@ class Trainer:
         for batch in loader:
             batch = move_to(batch, self.ctx.device)
             with self._autocast():
-                depth = model(flatten_cameras(batch['image'])).depth.float()
+                depth = model(flatten_cameras(batch['image']), depth_only=True).depth.float()
             depth = depth.reshape(*batch['image'].shape[:2], *depth.shape[1:])
             acc.add_batch(depth, batch['depth'], ds.min_depth, ds.max_depth, masks=batch['depth_mask'],
                           camera_names=self.camera_names)

@@ -37,7 +37,7 @@ def softplus_inference(x: Tensor) -> Tensor:
 
     ``softplus(x) = max(x, 0) + log1p(e)``, ``e = exp(-|x|)``, with ``log1p(e) = log(u) + (e - (u - 1)) / u`` for
     ``u = 1 + e``: the second term restores what rounding ``u`` lost (all of ``e`` where ``u`` rounds to one).
-    Above the threshold this is ``x + log1p(e)``, which rounds to ``x``.
+    Above the threshold this is ``x + log1p(e)``, at most ``2.1e-9`` above ``x``: ``x`` in float32.
     """
     e = torch.exp(-x.abs())
     u = e + 1.0

@@ -10,3 +10,5 @@ def test_benchmark_prints_table_targets_and_profile(capsys):
     out = capsys.readouterr().out
     assert 'tiny_student_mb' in out and 'head cost' in out and 'profile of tiny_student_mb' in out
     assert 'teacher speed-up: not measured' in out
+    assert 'tiny_student_mb depth only' in out and 'with C and P at full resolution' in out
+    assert 'allocator:' in out and 'head stage 0' in out and 'head full-res output' in out

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from surround_depth_train.models.bins import BinsOutput, LogBinomial, MetricBins, resize_bins
+from surround_depth_train.models.bins import (AttractorLayer, BinsOutput, LogBinomial, MetricBins, resize_bins,
+                                              softplus_inference)
 
 STAGES = (16, 12, 8, 8)
 
@@ -278,3 +279,66 @@ def test_frozen_head_under_bfloat16_autocast_stays_finite():
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         out = head(*make_inputs(head))
     assert torch.isfinite(out.depth).all() and torch.isfinite(out.probs).all()
+
+
+def _double(head, inputs):
+    return head.double(), [t.double() if torch.is_tensor(t) else [s.double() for s in t] for t in inputs]
+
+
+@pytest.mark.parametrize('kwargs', [{'attractor_type': 'exp'}, {'attractor_gamma': 3}, {'attractor_kind': 'sum'},
+                                    {'bin_centers_type': 'normed', 'attractor_kind': 'sum', 'attractor_type': 'exp'}])
+def test_inference_path_computes_the_same_function_for_every_attractor_variant(kwargs):
+    head = make_head(**kwargs)
+    head, inputs = _double(head, make_inputs(head))
+    fast, reference = _no_grad_and_grad(head, inputs)
+    torch.testing.assert_close(fast.probs, reference.probs, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(fast.depth, reference.depth, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('grad', [False, True])
+def test_depth_only_gives_the_same_depth_without_centers_and_probs(grad):
+    head = make_head()
+    inputs = make_inputs(head)
+    with torch.no_grad():
+        full = head(*inputs)
+    with torch.set_grad_enabled(grad):
+        only = head(*inputs, depth_only=True)
+    assert only.centers is None and only.probs is None
+    torch.testing.assert_close(only.depth, full.depth, rtol=1e-5, atol=1e-5)
+
+
+def test_depth_only_with_out_size_is_refused_and_resize_needs_the_bins():
+    head = make_head()
+    inputs = make_inputs(head)
+    with torch.no_grad(), pytest.raises(ValueError, match='depth_only'):
+        head(*inputs, out_size=(20, 30), depth_only=True)
+    with torch.no_grad():
+        only = head(*inputs, depth_only=True)
+    with pytest.raises(ValueError, match='depth_only'):
+        resize_bins(only, (20, 30))
+
+
+@pytest.mark.parametrize('attractor_type, gamma', [('inv', 2), ('inv', 3), ('exp', 2)])
+@pytest.mark.parametrize('kind', ['mean', 'sum'])
+@pytest.mark.parametrize('normed', [False, True])
+def test_in_place_refinement_equals_the_plain_refinement(attractor_type, gamma, kind, normed):
+    layer = AttractorLayer(8, 16, 4, alpha=300.0, gamma=gamma, kind=kind, attractor_type=attractor_type,
+                           normed=normed, min_depth=0.5, max_depth=80.0).double()
+    g = torch.Generator().manual_seed(0)
+    points = torch.rand(50, 4, generator=g, dtype=torch.float64) * (1.0 if normed else 80.0)
+    state = torch.rand(50, 16, generator=g, dtype=torch.float64) * (1.0 if normed else 80.0)
+    expected_state, expected_centers = layer.refine(points, state)
+    new_state, new_centers = torch.empty_like(state), torch.empty_like(state)
+    layer.refine_into(points, state, new_state, new_centers)
+    torch.testing.assert_close(new_state, expected_state, rtol=1e-12, atol=1e-12)
+    if normed:
+        torch.testing.assert_close(new_centers, expected_centers, rtol=1e-12, atol=1e-12)
+
+
+# torch returns x itself above its threshold of 20; the exact softplus is x + 2e-9 there (1e-10 relative).
+@pytest.mark.parametrize('dtype, rtol', [(torch.float32, 1e-6), (torch.float64, 1e-9)])
+def test_fast_softplus_equals_torch_softplus(dtype, rtol):
+    x = torch.cat([torch.linspace(-80.0, 100.0, 100001, dtype=dtype),
+                   torch.tensor([0.0, 1e-8, -1e-8, 19.999, 20.0, 20.001], dtype=dtype)])
+    expected = F.softplus(x)
+    torch.testing.assert_close(softplus_inference(x), expected, rtol=rtol, atol=0.0)

@@ -132,3 +132,13 @@ def test_odd_input_sizes_give_depth_at_that_size():
     model = create_model('tiny_student_mb').eval()
     with torch.no_grad():
         assert model(_images(1, (50, 70))).depth.shape == (1, 1, 50, 70)
+
+
+@pytest.mark.parametrize('name', FORWARD_MODELS)
+def test_depth_only_gives_the_same_depth_and_leaves_the_bins_out(models, name):
+    model = _model(models, name).eval()
+    with torch.no_grad():
+        full = model(_images())
+        only = model(_images(), depth_only=True)
+    assert only.centers is None and only.probs is None
+    torch.testing.assert_close(only.depth, full.depth, rtol=1e-5, atol=1e-5)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from surround_depth_train.models.bins.pixelwise import (BandResampler, pixel_mlp, resize_pixels, to_channels,
-                                                        to_pixels)
+from surround_depth_train.models.bins.pixelwise import (BandResampler, pixel_mlp, pointwise, resize_pixels,
+                                                        to_channels, to_pixels)
 
 
 @pytest.mark.parametrize('src_size, size', [((5, 7), (10, 14)), ((12, 20), (24, 40)), ((7, 9), (20, 31)),
@@ -47,3 +47,12 @@ def test_pixel_mlp_equals_the_convolutions_on_nchw():
     net = nn.Sequential(nn.Conv2d(6, 8, 1), nn.GELU(), nn.Conv2d(8, 3, 1), nn.Softplus())
     x = torch.randn(2, 6, 5, 7)
     torch.testing.assert_close(to_channels(pixel_mlp(to_pixels(x), net)), net(x), rtol=1e-5, atol=1e-6)
+
+
+def test_pointwise_convolution_equals_the_linear_layer_over_pixels():
+    x = torch.randn(5, 7, 12)
+    weight, bias = torch.randn(9, 12), torch.randn(9)
+    kernel = weight[:, :, None, None].contiguous(memory_format=torch.channels_last)
+    out = pointwise(x, kernel, bias)
+    assert out.shape == (5, 7, 9) and out.is_contiguous()
+    torch.testing.assert_close(out, torch.nn.functional.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
