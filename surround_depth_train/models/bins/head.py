@@ -17,7 +17,7 @@ All resizes are bilinear with ``align_corners=True``. How it is made cheap while
   after the first linear layer of the log-binomial MLP (see ``ConditionalLogBinomial``), so no full-resolution
   ``E``-channel tensor exists;
 - the log-binomial is a rank-2 product and a softmax; attractors loop over points (no ``[.., n_a, K]`` tensor);
-- without autograd (inference, frozen teacher) the head is computed image by image, every stage and the
+- on CPU without autograd (inference, frozen teacher) the head is computed image by image, every stage and the
   full-resolution output in bands of rows that stay in cache (see ``banded``); only ``P``, ``C`` and ``D`` reach
   main memory at full resolution, and with ``depth_only`` only ``D``;
 - with autograd the full-resolution MLP is recomputed in the backward pass instead of stored
@@ -167,9 +167,9 @@ class MetricBins(nn.Module):
             last_feature: ``[B, last_channels, H, W]``.
             rel_depth: relative depth ``[B, 1, h, w]`` or ``[B, h, w]`` (resized to ``H x W``).
             out_size: optional output ``(height, width)``.
-            depth_only: return ``D`` alone (``centers`` and ``probs`` None), e.g. for deployment. Without autograd,
-                ``P`` and ``C`` are then computed band by band into a small scratch buffer and never written out at
-                full resolution (``2 K`` channels per pixel). Not with ``out_size``: resizing needs ``P`` and ``C``.
+            depth_only: return ``D`` alone (``centers`` and ``probs`` None), e.g. for deployment. On CPU without
+                autograd, ``P`` and ``C`` are then computed band by band into a small scratch buffer and never written
+                out at full resolution (``2 K`` channels per pixel). Not with ``out_size``: resizing needs them.
         """
         if depth_only and out_size is not None:
             raise ValueError('depth_only=True cannot be combined with out_size: the exact resize needs centers and '
@@ -178,7 +178,9 @@ class MetricBins(nn.Module):
             rel_depth = rel_depth.unsqueeze(1)
         size = last_feature.shape[-2:]
         rel = resize_channels(rel_depth, size).to(last_feature.dtype)
-        if torch.is_grad_enabled():
+        # The banded path trades many small operations for cache residency: right for CPUs, while on an
+        # accelerator each of those operations is a kernel launch, so there the whole-tensor path runs.
+        if torch.is_grad_enabled() or last_feature.device.type != 'cpu':
             centers, embedding = self.coarse_bins(bottleneck, stage_features)
             probs = self.conditional_log_binomial(to_pixels(torch.cat([last_feature, rel], dim=1)), embedding)
             centers = resize_pixels(centers, size)
