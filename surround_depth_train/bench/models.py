@@ -28,6 +28,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from typing import Callable
 
 import torch
@@ -180,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     mb_models: dict[str, nn.Module] = {}
     for name in tqdm(students, desc='students', file=sys.stderr):
         plain, with_head = create_model(name).eval(), create_model(f'{name}_mb').eval()
-        runs = {name: lambda: plain(images),
-                f'{name}_mb': lambda: with_head(images),
-                f'{name}_mb depth only': lambda: with_head(images, depth_only=True)}
+        runs = {name: partial(plain, images),
+                f'{name}_mb': partial(with_head, images),
+                f'{name}_mb depth only': partial(with_head, images, depth_only=True)}
         with torch.inference_mode():
             times = _interleaved(runs, args.repeats)
         notes = {f'{name}_mb': 'D, C and P at full resolution',
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             model = plain if variant == name else with_head
             rows.append((variant, _params(model), 1000 * med, 1000 * med / args.batch, notes.get(variant, '')))
         mb_models[name] = with_head
-        del plain
+        del plain, runs  # free the plain student before the next one is built
     for key in tqdm(teachers, desc='teachers', file=sys.stderr):
         registry_name = TEACHERS[key]
         if not is_registered(registry_name):
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         model = create_model(registry_name).eval()
         batch = images if key == 'vits' else images[:1]
         with torch.inference_mode():
-            med = statistics.median(time_model(lambda: model(batch), args.repeats))
+            med = statistics.median(time_model(partial(model, batch), args.repeats))
         medians[registry_name] = med / len(batch)  # per image
         rows.append((registry_name, _params(model), 1000 * med if key == 'vits' else float('nan'),
                      1000 * med / len(batch), f'batch {len(batch)}'))
