@@ -93,7 +93,12 @@ class MetricBins(nn.Module):
             compute with the attraction function's own default of 300.
         min_temp, max_temp: bounds of the log-binomial temperature.
         memory_efficient: recompute the full-resolution MLP in the backward pass instead of storing it.
+
+    Attribute ``banded_inference`` (default True): on CPU without autograd, compute with the banded path (see
+    ``banded``); set it to False for the whole-tensor operations everywhere, e.g. to trace the model for export.
     """
+
+    banded_inference = True
 
     def __init__(self, *, bottleneck_channels: int, stage_channels: Sequence[int], last_channels: int,
                  n_bins: int = 64, bin_embedding_dim: int = 128, min_depth: float = 1e-3, max_depth: float = 80.0,
@@ -180,7 +185,7 @@ class MetricBins(nn.Module):
         rel = resize_channels(rel_depth, size).to(last_feature.dtype)
         # The banded path trades many small operations for cache residency: right for CPUs, while on an
         # accelerator each of those operations is a kernel launch, so there the whole-tensor path runs.
-        if torch.is_grad_enabled() or last_feature.device.type != 'cpu':
+        if torch.is_grad_enabled() or last_feature.device.type != 'cpu' or not self.banded_inference:
             centers, embedding = self.coarse_bins(bottleneck, stage_features)
             probs = self.conditional_log_binomial(to_pixels(torch.cat([last_feature, rel], dim=1)), embedding)
             centers = resize_pixels(centers, size)

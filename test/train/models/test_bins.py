@@ -342,3 +342,14 @@ def test_fast_softplus_equals_torch_softplus(dtype, rtol):
                    torch.tensor([0.0, 1e-8, -1e-8, 19.999, 20.0, 20.001], dtype=dtype)])
     expected = F.softplus(x)
     torch.testing.assert_close(softplus_inference(x), expected, rtol=rtol, atol=0.0)
+
+
+def test_whole_tensor_inference_computes_the_same_function_as_the_banded_path():
+    head = make_head()
+    inputs = make_inputs(head)
+    with torch.no_grad():
+        banded = head(*inputs)
+        head.banded_inference = False
+        whole = head(*inputs)
+    torch.testing.assert_close(whole.probs, banded.probs, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(whole.depth, banded.depth, rtol=1e-4, atol=1e-4)
