@@ -8,8 +8,8 @@ set stays in cache:
   linear layer that reads it (the next attractor's first layer, or the log-binomial MLP's for the last stage), so
   that product, the "carry", is what passes between stages; constants commute with the bilinear resizes (their
   weights sum to one) and are folded into the carry;
-- per band, the resized carry is the accumulator of one GEMM, the next carry is a second GEMM written straight into
-  its place, and the attractor refines the resized state in place;
+- per band, 1x1 convolutions (``pointwise``) give the projector's hidden layer, the attractor's input (to which the
+  resized carry is added) and the next carry, and the attractor refines the resized state in place;
 - the full-resolution output runs the MLP per band down to its 4 pre-softplus channels, takes temperature and
   log-odds for the whole image from those, then computes ``P`` (logit GEMM + fused softmax), the resized ``C`` and
   ``D`` per band. With ``depth_only`` ``P`` and ``C`` go to one band-sized scratch buffer each and never reach
