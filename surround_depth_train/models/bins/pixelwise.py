@@ -74,9 +74,10 @@ class BandResampler:
 
     Bilinear with ``align_corners=True``: output row ``y`` reads input rows ``floor(s y)`` and the next one with
     weight ``s y - floor(s y)``, ``s = (h - 1) / (H - 1)`` (likewise for columns), the same source positions and
-    weights as ``F.interpolate``. Rows are interpolated first, at the source width (one ``lerp`` of two source rows
-    per output row, on views: measured faster than gathering the rows), then columns by the native channels-last bilinear kernel
-    writing straight into the output; that kernel keeps the row count, which makes it an exact identity along rows.
+    weights as ``F.interpolate``. Rows are interpolated first, at the source width: the band's two source rows per
+    output row are gathered into two reused buffers and blended by one ``lerp``. Then columns, by the native
+    channels-last bilinear kernel writing straight into the output; that kernel keeps the row count, which makes it
+    an exact identity along rows.
     """
 
     def __init__(self, src: Tensor, size: tuple[int, int]):
@@ -87,9 +88,9 @@ class BandResampler:
         self.identity = tuple(src.shape[:2]) == self.size
         self.same_width = src.shape[1] == self.size[1]
         taps_dtype = torch.float64 if src.dtype == torch.float64 else torch.float32
-        first, second, weight = self._taps(src.shape[0], self.size[0], taps_dtype)
-        self.row_taps = list(zip(first.tolist(), second.tolist(), weight.tolist()))
-        self._rows: Tensor | None = None  # rows at the source width, reused from band to band
+        self.first, self.second, weight = self._taps(src.shape[0], self.size[0], taps_dtype)
+        self.weight = weight.to(src.dtype)[:, None, None]
+        self._rows: tuple[Tensor, Tensor] | None = None  # gathered source rows, reused from band to band
 
     @staticmethod
     def _taps(n_in: int, n_out: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
@@ -107,16 +108,16 @@ class BandResampler:
             return src[y0:y1] if out is None else out.copy_(src[y0:y1])
         rows, channels = y1 - y0, src.shape[-1]
         target = out if out is not None and out.is_contiguous() else src.new_empty(rows, self.size[1], channels)
+        if self._rows is None or self._rows[0].shape[0] < rows:
+            self._rows = (src.new_empty(rows, src.shape[1], channels), src.new_empty(rows, src.shape[1], channels))
+        upper, lower = self._rows[0][:rows], self._rows[1][:rows]
+        torch.index_select(src, 0, self.first[y0:y1], out=upper)
+        torch.index_select(src, 0, self.second[y0:y1], out=lower)
         if self.same_width:
-            at_src_width = target
+            torch.lerp(upper, lower, self.weight[y0:y1], out=target)
         else:
-            if self._rows is None or self._rows.shape[0] < rows:
-                self._rows = src.new_empty(rows, src.shape[1], channels)
-            at_src_width = self._rows[:rows]
-        for k, (first, second, weight) in enumerate(self.row_taps[y0:y1]):
-            torch.lerp(src[first], src[second], weight, out=at_src_width[k])
-        if not self.same_width:
-            torch.ops.aten.upsample_bilinear2d.out(to_channels(at_src_width[None]), [rows, self.size[1]], True,
+            torch.lerp(upper, lower, self.weight[y0:y1], out=upper)
+            torch.ops.aten.upsample_bilinear2d.out(to_channels(upper[None]), [rows, self.size[1]], True,
                                                    out=to_channels(target[None]))
         if out is not None and target is not out:
             out.copy_(target)
