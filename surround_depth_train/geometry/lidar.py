@@ -6,6 +6,8 @@ several points land on one pixel the nearest wins (z-buffer), whatever their ord
 """
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import numpy as np
 
 from surround_depth_train.geometry.camera import project, unproject_depth
@@ -93,24 +95,35 @@ def depth_to_points(depth: np.ndarray, camera: Camera, mask: np.ndarray | None =
 
 def rig_depth_to_cloud(depths: list[np.ndarray] | np.ndarray, rig: CameraRig,
                        masks: list[np.ndarray] | None = None, stride: int = 1,
-                       colors: list[np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                       colors: list[np.ndarray] | None = None,
+                       values: Mapping[str, Sequence[np.ndarray]] | None = None) -> dict[str, np.ndarray]:
     """Fuse the depth maps of all cameras into one base-frame cloud.
+
+    Args:
+        values: optional per-pixel maps to carry along, ``{key: [H, W, ...] per camera}`` (e.g. confidence);
+            each point gets its pixel's value under ``key``, in the map's dtype.
 
     Returns:
         ``{'points': [M, 3] float32, 'camera': [M] int (index in the rig)}`` plus ``'rgb': [M, 3] uint8`` when
-        ``colors`` (``[H, W, 3]`` uint8 per camera) are given.
+        ``colors`` (``[H, W, 3]`` uint8 per camera) are given, plus one ``[M, ...]`` array per key of ``values``.
     """
     if len(depths) != len(rig):
         raise ValueError(f'got {len(depths)} depth maps for a rig of {len(rig)} cameras {rig.names}')
+    values = dict(values or {})
     pts, cams, rgb = [], [], []
+    gathered: dict[str, list[np.ndarray]] = {key: [] for key in values}
     for i, cam in enumerate(rig.cameras):
         p, pix = depth_to_points(depths[i], cam, None if masks is None else masks[i], stride)
         pts.append(p)
         cams.append(np.full(len(p), i, dtype=np.int32))
         if colors is not None:
             rgb.append(np.asarray(colors[i])[pix[:, 0], pix[:, 1]].astype(np.uint8))
+        for key, maps in values.items():
+            gathered[key].append(np.asarray(maps[i])[pix[:, 0], pix[:, 1]])
     out = {'points': np.concatenate(pts) if pts else np.zeros((0, 3), np.float32),
            'camera': np.concatenate(cams) if cams else np.zeros(0, np.int32)}
     if colors is not None:
         out['rgb'] = np.concatenate(rgb) if rgb else np.zeros((0, 3), np.uint8)
+    for key, parts in gathered.items():
+        out[key] = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return out

@@ -69,3 +69,17 @@ def test_depth_of_the_wrong_size_is_refused_with_the_fix():
     cam = front_camera()
     with pytest.raises(ValueError, match='Camera.resized'):
         depth_to_points(np.ones((10, 10)), cam)
+
+
+def test_fused_cloud_carries_each_pixels_extra_values_with_its_point():
+    rig = synthetic_surround_rig(40, 24)
+    depths = [np.full((24, 40), 10.0, np.float32) for _ in rig]
+    depths[1][:, ::2] = np.nan
+    conf = [np.arange(24 * 40, dtype=np.float32).reshape(24, 40) + 1000 * i for i in range(6)]
+    cloud = rig_depth_to_cloud(depths, rig, stride=2, values={'confidence': conf})
+    assert cloud['confidence'].dtype == np.float32 and len(cloud['confidence']) == len(cloud['points'])
+    # the value's thousands name the camera, its remainder the pixel: every point got its own pixel's value
+    assert np.array_equal(cloud['confidence'] // 1000, cloud['camera'])
+    pix = cloud['confidence'] % 1000
+    assert np.all((pix // 40) % 2 == 0) and np.all((pix % 40) % 2 == 0)
+    assert np.count_nonzero(cloud['camera'] == 1) == 0
