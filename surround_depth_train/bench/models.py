@@ -24,7 +24,6 @@ faults.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from surround_depth_train.allocator import describe_allocator
 from surround_depth_train.models.bins import banded
 from surround_depth_train.models.registry import create_model, is_registered
 
@@ -53,13 +53,6 @@ def _size(text: str) -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
     return width, height
-
-
-def _allocator() -> str:
-    """The malloc settings that change CPU latency (see the module docstring)."""
-    names = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES', 'LD_PRELOAD')
-    settings = [f'{n}={os.environ[n]}' for n in names if os.environ.get(n)]
-    return ', '.join(settings) if settings else 'glibc defaults'
 
 
 def _params(model: nn.Module) -> int:
@@ -175,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     images = torch.rand(args.batch, 3, height, width)
     print(f'CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; input {args.batch}x3x{height}x{width}, '
-          f'{args.repeats} timed runs per model (median), inference_mode, eval; allocator: {_allocator()}', flush=True)
+          f'{args.repeats} timed runs per model (median), inference_mode, eval; '
+          f'allocator: {describe_allocator()}', flush=True)
     rows: list[tuple[str, int, float, float, str]] = []  # name, params, ms/set, ms/image, note
     medians: dict[str, float] = {}
     mb_models: dict[str, nn.Module] = {}

@@ -1,0 +1,320 @@
+"""DepthEngine: a model file -> metric depth for a set of cameras in one batched forward pass (no rclpy).
+
+The engine is the one inference path of the node, the bag evaluator and the benchmarks:
+
+1. each camera's RGB image (``[H, W, 3]`` uint8, any size) goes to the device where the model runs and is resized
+   there to the network input recorded in the model file (bilinear with antialiasing), its ``K`` scaled to match;
+2. one forward pass over all cameras (``depth_only=True``; confidence computed inside the bins head on request);
+3. depth (and confidence) resized back on the device to each camera's own resolution and copied into host buffers
+   that are reused from call to call.
+
+Metric depth depends on the focal length: a model trained at focal length ``f_train`` that sees an image from a
+camera with ``f_camera`` (both at the network input size) predicts ``depth * f_train / f_camera``. The model file
+records the training rig (format version 2); the engine warns once per camera when the focal lengths differ by more
+than ``focal_tolerance`` and, with ``focal_correction``, multiplies the depth by ``f_camera / f_train``
+(``f = sqrt(fx * fy)``, since resizing can be anisotropic). Older model files have no training rig: the engine says
+once that the correction is unavailable.
+
+Backends: ``torch`` (this module) and ``onnxruntime`` (:mod:`surround_depth_ros.onnx_backend`); both take
+``[B, 3, h, w]`` float RGB in ``[0, 1]`` and return ``(depth, confidence or None)`` as ``[B, 1, h, w]``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from surround_depth_train.geometry.camera import check_intrinsics, resize_intrinsics
+
+__all__ = ['DepthEngine', 'EngineError', 'EnginePrediction', 'TorchBackend', 'PRECISIONS', 'BACKENDS',
+           'focal_ratio']
+
+PRECISIONS = ('fp32', 'fp16', 'bf16')
+BACKENDS = ('torch', 'onnxruntime')
+_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+class EngineError(ValueError):
+    """The engine cannot be built or cannot run this input; the message says what to change."""
+
+
+@dataclass
+class EnginePrediction:
+    """One camera set's result. ``depths`` and ``confidences`` are views into host buffers that the engine reuses:
+    they stay valid until the next :meth:`DepthEngine.predict` call (copy them to keep them longer)."""
+
+    depths: list[np.ndarray]                 # per camera [H, W] float32 metres, at the camera's own resolution
+    confidences: list[np.ndarray] | None     # per camera [H, W] float32 in [0, 1], or None
+    intrinsics_net: list[np.ndarray]         # per camera K at the network input size
+    focal_ratios: list[float | None]         # f_camera / f_train per camera (None: no training rig)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # preprocess, model, postprocess
+
+
+def focal_ratio(K_net: np.ndarray, K_train: np.ndarray) -> float:
+    """``f_camera / f_train`` with ``f = sqrt(fx * fy)`` (both ``K`` at the network input size)."""
+    return math.sqrt(float(K_net[0, 0]) * float(K_net[1, 1])) / math.sqrt(float(K_train[0, 0]) * float(K_train[1, 1]))
+
+
+class TorchBackend:
+    """Runs a model file's network with PyTorch on ``device`` at ``precision`` (fp16/bf16 on accelerators only)."""
+
+    def __init__(self, path: str | Path, *, device: str = 'cpu', precision: str = 'fp32'):
+        from surround_depth_train.models.modelfile import ModelFileError, load_model
+
+        if precision not in PRECISIONS:
+            raise EngineError(f'precision {precision!r} is not one of {PRECISIONS}')
+        if device == 'auto':
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise EngineError(f'device {device!r} is not a torch device; use cpu, cuda, cuda:N or auto') from None
+        if self.device.type == 'cuda' and not torch.cuda.is_available():
+            raise EngineError(f'device {device!r} was requested but this machine has no usable CUDA device; '
+                              f'use device: cpu (or auto)')
+        if precision != 'fp32' and self.device.type == 'cpu':
+            raise EngineError(f'precision {precision} runs on a GPU only; on the CPU use precision: fp32')
+        try:
+            self.model, self.meta = load_model(path, map_location=self.device)
+        except FileNotFoundError:
+            raise EngineError(f'model file {str(path)!r} does not exist; pass model_file: the model.pt written by '
+                              f'`python -m surround_depth_train.train` (or a file saved with save_model)') from None
+        except ModelFileError as exc:
+            raise EngineError(str(exc)) from None
+        self.precision = precision
+        self.has_bins = bool(getattr(self.model, 'has_bins', False))
+        self.min_input_side = int(getattr(self.model, 'min_input_side', 1))
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor, confidence: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        kwargs: dict[str, Any] = {'depth_only': True}
+        if confidence and self.has_bins:
+            kwargs['confidence'] = True
+        with torch.autocast(self.device.type, dtype=_DTYPES.get(self.precision, torch.float32),
+                            enabled=self.precision != 'fp32'):
+            out = self.model(images, **kwargs)
+        conf = getattr(out, 'confidence', None) if confidence else None
+        return out.depth.float(), None if conf is None else conf.float()
+
+
+class DepthEngine:
+    """Batched multi-camera metric depth from a model file.
+
+    Args:
+        model_path: a model file (``save_model``) or, with ``backend='onnxruntime'``, an exported ``.onnx``.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (torch backend).
+        precision: ``fp32``; ``fp16`` or ``bf16`` on a GPU.
+        input_size: ``(height, width)`` overriding the model file's input size; fully convolutional students only.
+        backend: ``torch`` or ``onnxruntime``.
+        allow_teacher: run a teacher model file (tens of times slower than a student); refused otherwise.
+        focal_correction: multiply depth by ``f_camera / f_train`` when they differ by more than ``focal_tolerance``.
+        focal_tolerance: relative focal-length difference that counts as a different camera.
+        onnx_providers, allow_provider_fallback: ONNX Runtime execution providers and whether an unavailable one may
+            fall back to the CPU.
+        logger: where the once-per-camera warnings go.
+    """
+
+    def __init__(self, model_path: str | Path, *, device: str = 'cpu', precision: str = 'fp32',
+                 input_size: Sequence[int] | None = None, backend: str = 'torch', allow_teacher: bool = False,
+                 focal_correction: bool = False, focal_tolerance: float = 0.02,
+                 onnx_providers: Sequence[str] = ('CPUExecutionProvider',), allow_provider_fallback: bool = False,
+                 logger: logging.Logger | Callable[[str], None] | None = None):
+        if backend not in BACKENDS:
+            raise EngineError(f'backend {backend!r} is not one of {BACKENDS}')
+        if not Path(model_path).is_file():
+            raise EngineError(f'model file {str(model_path)!r} does not exist; pass the model.pt written by '
+                              f'`python -m surround_depth_train.train` (torch) or an .onnx written by '
+                              f'`python -m surround_depth_train.export` (onnxruntime)')
+        self._warn = _warner(logger)
+        if backend == 'torch':
+            self.backend = TorchBackend(model_path, device=device, precision=precision)
+            meta = self.backend.meta
+            info = {'name': meta['name'], 'input_size': meta['input_size'], 'depth_range': meta['depth_range'],
+                    'training_rig': meta.get('training_rig'), 'fully_convolutional': True,
+                    'has_confidence': self.backend.has_bins}
+            self.device = self.backend.device
+        else:
+            from surround_depth_ros.onnx_backend import OnnxBackend
+
+            if precision != 'fp32':
+                raise EngineError('the onnxruntime backend runs the exported precision; use precision: fp32')
+            self.backend = OnnxBackend(model_path, providers=tuple(onnx_providers),
+                                       allow_fallback=allow_provider_fallback, allow_teacher=allow_teacher)
+            raw = self.backend.info
+            info = dict(raw) if isinstance(raw, dict) else dict(vars(raw))
+            info.setdefault('fully_convolutional', False)
+            self.device = torch.device('cpu')
+        self.name = str(info['name'])
+        self.is_teacher = self.name.startswith('depth_anything')
+        if self.is_teacher:
+            info['fully_convolutional'] = False
+            if not allow_teacher:
+                raise EngineError(f'{model_path} holds the teacher {self.name}, tens of times slower than a student; '
+                                  f'deploy a distilled student, or set allow_teacher: true to run it anyway')
+        self.depth_range = (float(info['depth_range'][0]), float(info['depth_range'][1]))
+        self.has_confidence = bool(info.get('has_confidence', False))
+        self.training_rig = _training_rig(info.get('training_rig'))
+        size = tuple(int(v) for v in info['input_size'])
+        if input_size is not None and tuple(int(v) for v in input_size) != size:
+            input_size = tuple(int(v) for v in input_size)
+            if len(input_size) != 2 or min(input_size) <= 0:
+                raise EngineError(f'input_size must be [height, width], got {list(input_size)}')
+            if not info.get('fully_convolutional', False):
+                raise EngineError(f'{self.name} runs at its recorded input size {list(size)} only; remove the '
+                                  f'input_size override (only fully convolutional students accept one)')
+            side = getattr(self.backend, 'min_input_side', 1)
+            if min(input_size) < side:
+                raise EngineError(f'input_size {list(input_size)} is too small for {self.name}: both sides must be '
+                                  f'at least {side} pixels')
+            if self.training_rig is not None:
+                # The training intrinsics were recorded at the model file's size: scale them to the new one.
+                self.training_rig = [dict(cam, K=resize_intrinsics(cam['K'], (size[1], size[0]),
+                                                                   (input_size[1], input_size[0])))
+                                     for cam in self.training_rig]
+            size = input_size
+        self.input_size: tuple[int, int] = size  # (height, width)
+        self.focal_correction = bool(focal_correction)
+        self.focal_tolerance = float(focal_tolerance)
+        self._warned: set[str] = set()
+        self._batch: torch.Tensor | None = None
+        self._host: dict[tuple[str, int], torch.Tensor] = {}
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self._warn(message)
+
+    def _train_K(self, index: int, name: str | None, count: int) -> np.ndarray | None:
+        if self.training_rig is None:
+            self._warn_once('no-rig', f'{self.name}: the model file records no training rig (format version 1); '
+                                      f'the focal-length check and correction are unavailable')
+            return None
+        if name is not None:
+            for cam in self.training_rig:
+                if cam['name'] == name:
+                    return cam['K']
+        if count == len(self.training_rig):
+            return self.training_rig[index]['K']
+        self._warn_once(f'unmatched-{name}', f'camera {name!r} is not in the training rig '
+                                              f'{[c["name"] for c in self.training_rig]}; its focal length is not '
+                                              f'checked')
+        return None
+
+    def _host_buffer(self, kind: str, index: int, shape: tuple[int, int]) -> torch.Tensor:
+        buf = self._host.get((kind, index))
+        if buf is None or tuple(buf.shape) != shape:
+            buf = torch.empty(shape, dtype=torch.float32, pin_memory=self.device.type == 'cuda')
+            self._host[(kind, index)] = buf
+        return buf
+
+    # ---------------------------------------------------------------------------------------------- inference
+    def prepare(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """``[N, 3, h, w]`` float RGB in ``[0, 1]`` on the engine's device at the network input size."""
+        h, w = self.input_size
+        n = len(images)
+        if self._batch is None or self._batch.shape[0] != n:
+            self._batch = torch.empty(n, 3, h, w, device=self.device)
+        for i, image in enumerate(images):
+            x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+            x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+            if tuple(x.shape[-2:]) != (h, w):
+                x = F.interpolate(x, size=(h, w), mode='bilinear', align_corners=False,
+                                  antialias=x.shape[-2] > h or x.shape[-1] > w)
+            self._batch[i].copy_(x[0])
+        return self._batch
+
+    def predict(self, images: Sequence[np.ndarray], intrinsics: Sequence[np.ndarray],
+                names: Sequence[str] | None = None, confidence: bool = False) -> EnginePrediction:
+        """Metric depth for each camera at its own resolution.
+
+        Args:
+            images: per camera ``[H, W, 3]`` uint8 RGB (sizes may differ between cameras).
+            intrinsics: per camera 3x3 ``K`` of that image.
+            names: camera names, to match the training rig by name (else by position).
+            confidence: also return per-pixel confidence (bins models; None otherwise).
+        """
+        if len(images) != len(intrinsics) or not images:
+            raise EngineError(f'got {len(images)} images and {len(intrinsics)} intrinsics; pass one K per image')
+        if names is not None and len(names) != len(images):
+            raise EngineError(f'got {len(names)} names for {len(images)} images')
+        sizes = []
+        for i, image in enumerate(images):
+            label = names[i] if names is not None else f'camera {i}'
+            if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                    and image.shape[2] == 3):
+                raise EngineError(f'{label}: expected an [H, W, 3] uint8 RGB image, got '
+                                  f'{getattr(image, "dtype", type(image))} {getattr(image, "shape", "")}')
+            try:
+                check_intrinsics(np.asarray(intrinsics[i], dtype=np.float64), f'{label}: K')
+            except (TypeError, ValueError) as exc:
+                raise EngineError(str(exc)) from None
+            sizes.append((image.shape[0], image.shape[1]))
+        h, w = self.input_size
+        t0 = time.perf_counter()
+        batch = self.prepare(images)
+        self._sync()
+        t1 = time.perf_counter()
+        depth, conf = self.backend.forward(batch, confidence=confidence)
+        self._sync()
+        t2 = time.perf_counter()
+        K_net, ratios = [], []
+        for i, (H, W) in enumerate(sizes):
+            K = resize_intrinsics(np.asarray(intrinsics[i], dtype=np.float64), (W, H), (w, h))
+            K_net.append(K)
+            name = names[i] if names is not None else None
+            K_train = self._train_K(i, name, len(sizes))
+            ratio = None if K_train is None else focal_ratio(K, K_train)
+            ratios.append(ratio)
+            if ratio is not None and abs(ratio - 1.0) > self.focal_tolerance:
+                action = 'correcting depth by that factor' if self.focal_correction else \
+                    'set focal_correction: true to scale depth by it'
+                self._warn_once(f'focal-{i}-{name}', f'{name or f"camera {i}"}: focal length at the network input '
+                                                     f'differs from training by a factor {ratio:.3f} (tolerance '
+                                                     f'{self.focal_tolerance}); {action}')
+        depths = self._to_host('depth', depth, sizes, ratios if self.focal_correction else None)
+        confidences = None if conf is None else self._to_host('confidence', conf, sizes, None)
+        self._sync()
+        t3 = time.perf_counter()
+        return EnginePrediction(depths=depths, confidences=confidences, intrinsics_net=K_net, focal_ratios=ratios,
+                                timings_ms={'preprocess': 1e3 * (t1 - t0), 'model': 1e3 * (t2 - t1),
+                                            'postprocess': 1e3 * (t3 - t2)})
+
+    def _to_host(self, kind: str, maps: torch.Tensor, sizes: list[tuple[int, int]],
+                 ratios: list[float | None] | None) -> list[np.ndarray]:
+        out = []
+        for i, (H, W) in enumerate(sizes):
+            x = maps[i:i + 1]
+            if tuple(x.shape[-2:]) != (H, W):
+                x = F.interpolate(x, size=(H, W), mode='bilinear', align_corners=False)
+            if ratios is not None and ratios[i] is not None and abs(ratios[i] - 1.0) > self.focal_tolerance:
+                x = x * ratios[i]
+            buf = self._host_buffer(kind, i, (H, W))
+            buf.copy_(x[0, 0], non_blocking=self.device.type == 'cuda')
+            out.append(buf.numpy())
+        return out
+
+    def _sync(self) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+
+def _training_rig(rig: Any) -> list[dict] | None:
+    if not rig:
+        return None
+    return [{'name': str(cam['name']), 'K': np.asarray(cam['K'], dtype=np.float64)} for cam in rig]
+
+
+def _warner(logger: logging.Logger | Callable[[str], None] | None) -> Callable[[str], None]:
+    if logger is None:
+        return logging.getLogger('surround_depth.engine').warning
+    if isinstance(logger, logging.Logger):
+        return logger.warning
+    return logger
