@@ -13,7 +13,9 @@ set stays in cache:
 - the full-resolution output runs the MLP per band down to its 4 pre-softplus channels, takes temperature and
   log-odds for the whole image from those, then computes ``P`` (logit GEMM + fused softmax), the resized ``C`` and
   ``D`` per band. With ``depth_only`` ``P`` and ``C`` go to one band-sized scratch buffer each and never reach
-  memory at full resolution;
+  memory at full resolution. The confidence (``bin_confidence``), when asked for, is taken per band from the
+  band's ``P`` before ``P`` is multiplied into ``D``, with the band's ``C`` buffer (not yet written) as its
+  scratch, so it costs one output channel per pixel and nothing else at full resolution;
 - per-stage buffers are sized for one image and reused for the next, so a batch touches fresh memory only for
   its outputs.
 
@@ -29,6 +31,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from surround_depth_train.models.bins.attractor import AttractorLayer
+from surround_depth_train.models.bins.confidence import bin_confidence
 from surround_depth_train.models.bins.pixelwise import BandResampler, pointwise
 
 if TYPE_CHECKING:
@@ -92,10 +95,11 @@ def _kernel(matrix: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def banded_bins(head: MetricBins, bottleneck: Tensor, stage_features: Sequence[Tensor], last_feature: Tensor,
-                rel: Tensor, depth_only: bool = False) -> tuple[Tensor | None, Tensor | None, Tensor]:
-    """``(P, C, D)`` channels-last (``[B, H, W, K]``, ``[B, H, W, K]``, ``[B, H, W, 1]``), P and C None with
-    ``depth_only``; ``rel`` is already at ``last_feature``'s size. Float64 inputs compute in float64, others in
-    float32."""
+                rel: Tensor, depth_only: bool = False, confidence: bool = False
+                ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
+    """``(P, C, D, confidence)`` channels-last (``[B, H, W, K]``, ``[B, H, W, K]``, ``[B, H, W, 1]``,
+    ``[B, H, W, 1]``), P and C None with ``depth_only``, confidence None unless asked for; ``rel`` is already at
+    ``last_feature``'s size. Float64 inputs compute in float64, others in float32."""
     dtype = torch.float64 if last_feature.dtype == torch.float64 else torch.float32
     kw = {'dtype': dtype, 'device': last_feature.device}
     b, _, height, width = last_feature.shape
@@ -109,14 +113,14 @@ def banded_bins(head: MetricBins, bottleneck: Tensor, stage_features: Sequence[T
         h, w = feature.shape[-2:]
         buffers.append((torch.empty(h, w, k, **kw), torch.empty(h, w, k, **kw) if stage.attractor.normed else None,
                         torch.empty(h, w, stage.carry_weight.shape[0], **kw)))
-    output = _OutputPass(head, height, width, last_feature.shape[1], b, depth_only, kw)
+    output = _OutputPass(head, height, width, last_feature.shape[1], b, depth_only, confidence, kw)
     for image in range(b):
         state, centers, carry = seed_state[image], seed_centers[image], seed_carry[image]
         for stage, feature, (new_state, new_centers, new_carry) in zip(stages, stage_features, buffers):
             _refine_stage(stage, feature[image].to(dtype), state, carry, new_state, new_centers, new_carry)
             state, centers, carry = new_state, (new_state if new_centers is None else new_centers), new_carry
         output.run(image, last_feature[image].to(dtype), rel[image, 0].to(dtype), carry, centers)
-    return output.probs, output.centers, output.depth
+    return output.probs, output.centers, output.depth, output.confidence
 
 
 def _refine_stage(stage: FusedStage, feature: Tensor, state: Tensor, carry: Tensor, new_state: Tensor,
@@ -142,10 +146,10 @@ def _refine_stage(stage: FusedStage, feature: Tensor, state: Tensor, carry: Tens
 
 
 class _OutputPass:
-    """The full-resolution output of one image at a time into the batch's ``D`` (and ``P``, ``C``)."""
+    """The full-resolution output of one image at a time into the batch's ``D`` (and ``P``, ``C``, confidence)."""
 
     def __init__(self, head: MetricBins, height: int, width: int, channels: int, batch: int, depth_only: bool,
-                 kw: dict):
+                 confidence: bool, kw: dict):
         clb = head.conditional_log_binomial
         self.clb = clb
         self.lb = clb.log_binomial_transform
@@ -155,6 +159,7 @@ class _OutputPass:
         k = head.n_bins
         rows = self.bands[0][1]
         self.depth = torch.empty(batch, height, width, 1, **kw)
+        self.confidence = torch.empty(batch, height, width, 1, **kw) if confidence else None
         if depth_only:
             self.probs = self.centers = None
             self.probs_scratch = torch.empty(rows, width, k, **kw)
@@ -198,6 +203,11 @@ class _OutputPass:
             else:
                 band_probs, band_centers = self.probs[image, y0:y1], self.centers[image, y0:y1]
             band_probs = self.lb.probs_into(factors[y0 * w:y1 * w], band_probs.view(n, -1), self.basis)
+            if self.confidence is not None:
+                # Before P is multiplied into D (in place with depth_only); the band's C buffer is written just
+                # below, so until then it is free scratch for P log P.
+                bin_confidence(band_probs, dim=-1, out=self.confidence[image, y0:y1].view(n, 1),
+                               scratch=band_centers.view(n, -1))
             band_centers = centers_rs.band(y0, y1, out=band_centers).view(n, -1)
             products = band_probs.mul_(band_centers) if self.depth_only else band_probs * band_centers
             torch.sum(products, dim=-1, keepdim=True, out=self.depth[image, y0:y1].view(n, 1))

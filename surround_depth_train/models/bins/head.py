@@ -19,7 +19,8 @@ All resizes are bilinear with ``align_corners=True``. How it is made cheap while
 - the log-binomial is a rank-2 product and a softmax; attractors loop over points (no ``[.., n_a, K]`` tensor);
 - on CPU without autograd (inference, frozen teacher) the head is computed image by image, every stage and the
   full-resolution output in bands of rows that stay in cache (see ``banded``); only ``P``, ``C`` and ``D`` reach
-  main memory at full resolution, and with ``depth_only`` only ``D``;
+  main memory at full resolution, and with ``depth_only`` only ``D`` (and the confidence, one channel, when asked:
+  see ``confidence``);
 - with autograd the full-resolution MLP is recomputed in the backward pass instead of stored
   (``memory_efficient``).
 
@@ -36,6 +37,7 @@ from torch.nn import functional as F
 
 from surround_depth_train.models.bins.attractor import AttractorLayer
 from surround_depth_train.models.bins.banded import banded_bins
+from surround_depth_train.models.bins.confidence import bin_confidence
 from surround_depth_train.models.bins.log_binomial import ConditionalLogBinomial
 from surround_depth_train.models.bins.pixelwise import resize_channels, resize_pixels, to_channels, to_pixels
 from surround_depth_train.models.bins.seed import Projector, SeedBinRegressor
@@ -48,11 +50,12 @@ BIN_CENTERS_TYPES = ('softplus', 'normed')
 @dataclass
 class BinsOutput:
     """Per-pixel bins: ``depth = sum(probs * centers, dim=1)`` (``centers`` and ``probs`` are None when the head
-    was asked for depth only)."""
+    was asked for depth only; ``confidence`` is None unless asked for, see :func:`bin_confidence`)."""
 
     centers: Tensor | None  # [B, K, H, W] metres
     probs: Tensor | None    # [B, K, H, W], sums to one over K
     depth: Tensor           # [B, 1, H, W] metres
+    confidence: Tensor | None = None  # [B, 1, H, W] in [0, 1]: 1 - H(probs) / log K
 
 
 def expected_depth(probs: Tensor, centers: Tensor) -> Tensor:
@@ -63,7 +66,8 @@ def expected_depth(probs: Tensor, centers: Tensor) -> Tensor:
 def resize_bins(out: BinsOutput, size: tuple[int, int]) -> BinsOutput:
     """Resize bins to ``size``: bilinear ``C`` and ``P`` (``align_corners=True``), ``P`` renormalised, ``D`` recomputed.
 
-    So ``D = sum(P * C)`` holds exactly at the new resolution (a resized ``D`` would not).
+    So ``D = sum(P * C)`` holds exactly at the new resolution (a resized ``D`` would not); a confidence, when
+    ``out`` has one, is recomputed from the resized ``P``.
     """
     size = (int(size[0]), int(size[1]))
     if out.probs is None or out.centers is None:
@@ -73,7 +77,8 @@ def resize_bins(out: BinsOutput, size: tuple[int, int]) -> BinsOutput:
     centers = resize_channels(out.centers, size)
     probs = resize_channels(out.probs, size)
     probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(torch.finfo(probs.dtype).tiny)
-    return BinsOutput(centers=centers, probs=probs, depth=expected_depth(probs, centers))
+    confidence = None if out.confidence is None else bin_confidence(probs, dim=1)
+    return BinsOutput(centers=centers, probs=probs, depth=expected_depth(probs, centers), confidence=confidence)
 
 
 class MetricBins(nn.Module):
@@ -162,8 +167,8 @@ class MetricBins(nn.Module):
         return centers, embedding
 
     def forward(self, bottleneck: Tensor, stage_features: Sequence[Tensor], last_feature: Tensor,
-                rel_depth: Tensor, out_size: tuple[int, int] | None = None, depth_only: bool = False
-                ) -> BinsOutput:
+                rel_depth: Tensor, out_size: tuple[int, int] | None = None, depth_only: bool = False,
+                confidence: bool = False) -> BinsOutput:
         """Bins at ``last_feature``'s resolution, or resized to ``out_size`` with :func:`resize_bins`.
 
         Args:
@@ -175,6 +180,10 @@ class MetricBins(nn.Module):
             depth_only: return ``D`` alone (``centers`` and ``probs`` None), e.g. for deployment. On CPU without
                 autograd, ``P`` and ``C`` are then computed band by band into a small scratch buffer and never written
                 out at full resolution (``2 K`` channels per pixel). Not with ``out_size``: resizing needs them.
+            confidence: also return ``1 - H(P) / log K`` per pixel (:func:`bin_confidence`). On the banded path it is
+                computed per band from the band's ``P`` before ``P`` goes into ``D``, so with ``depth_only`` it adds
+                one channel per pixel and no full-resolution ``P``; the whole-tensor path computes it from its
+                full ``P``. With ``out_size`` it is computed from the resized ``P``.
         """
         if depth_only and out_size is not None:
             raise ValueError('depth_only=True cannot be combined with out_size: the exact resize needs centers and '
@@ -190,14 +199,19 @@ class MetricBins(nn.Module):
             probs = self.conditional_log_binomial(to_pixels(torch.cat([last_feature, rel], dim=1)), embedding)
             centers = resize_pixels(centers, size)
             depth = (probs * centers).sum(dim=-1, keepdim=True)
+            conf = bin_confidence(probs, dim=-1) if confidence and out_size is None else None
             if depth_only:
                 probs = centers = None
         else:
             self._check_stages(stage_features)
             with torch.autocast(device_type=last_feature.device.type, enabled=False):
-                probs, centers, depth = banded_bins(self, bottleneck, stage_features, last_feature, rel, depth_only)
+                probs, centers, depth, conf = banded_bins(self, bottleneck, stage_features, last_feature, rel,
+                                                          depth_only, confidence and out_size is None)
         out = BinsOutput(centers=None if centers is None else to_channels(centers),
-                         probs=None if probs is None else to_channels(probs), depth=to_channels(depth))
+                         probs=None if probs is None else to_channels(probs), depth=to_channels(depth),
+                         confidence=None if conf is None else to_channels(conf))
         if out_size is not None:
             out = resize_bins(out, out_size)
+            if confidence:
+                out.confidence = bin_confidence(out.probs, dim=1)
         return out

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from surround_depth_train.models.bins import BinsOutput, MetricBins, resize_bins
+from surround_depth_train.models.bins import BinsOutput, MetricBins, bin_confidence, resize_bins
 from surround_depth_train.models.output import DepthOutput
 from surround_depth_train.models.teacher.dinov2 import DinoVisionTransformer
 from surround_depth_train.models.teacher.dpt import OUT_CONV_CHANNELS, DPTHead, DPTOutput
@@ -169,14 +169,17 @@ class DepthAnythingMetric(nn.Module):
         bins = self.bins(dpt.bottleneck, dpt.paths, dpt.out_conv, dpt.rel_depth)
         return bins, dpt
 
-    def forward(self, images: Tensor, depth_only: bool = False) -> DepthOutput:
+    def forward(self, images: Tensor, depth_only: bool = False, confidence: bool = False) -> DepthOutput:
         """Metric depth, bin centers and probabilities at the input resolution; ``features`` = refinenet4..1.
 
         ``depth_only=True`` leaves ``centers`` and ``probs`` out of the result (the same interface as the students';
         they are still computed here, since the exact resize to the input resolution needs them).
+        ``confidence=True`` adds ``1 - H(probs) / log K`` of the probabilities at the input resolution.
         """
         bins, dpt = self.forward_network(self.prepare(images))
         bins = resize_bins(bins, images.shape[-2:])
+        conf = bin_confidence(bins.probs, dim=1) if confidence else None
         if depth_only:
-            return DepthOutput(depth=bins.depth, features=list(dpt.paths))
-        return DepthOutput(depth=bins.depth, centers=bins.centers, probs=bins.probs, features=list(dpt.paths))
+            return DepthOutput(depth=bins.depth, features=list(dpt.paths), confidence=conf)
+        return DepthOutput(depth=bins.depth, centers=bins.centers, probs=bins.probs, features=list(dpt.paths),
+                           confidence=conf)
