@@ -4,7 +4,7 @@ from surround_depth_train.losses.depth import (DEPTH_LOSSES, DepthLoss, depth_lo
                                                valid_pixels)
 from surround_depth_train.losses.feature_kd import FitNetsLoss, at_loss, attention_map, similarity_matrix, sp_loss
 from surround_depth_train.losses.output_kd import output_kd_loss
-from surround_depth_train.losses.total import DistillationWeights, combine_losses
+from surround_depth_train.losses.total import DISTILLATION_TERMS, FEATURE_TERMS, DistillationWeights, combine_losses
 from surround_depth_train.losses.vrkd import (VRKD_REDUCTIONS, adjacent_pairs, normalise_by_mean_distance,
                                               view_distances, view_relations, vrkd_loss)
 
@@ -14,5 +14,5 @@ __all__ = [
     'VRKD_REDUCTIONS', 'adjacent_pairs', 'view_distances', 'normalise_by_mean_distance', 'view_relations',
     'vrkd_loss',
     'output_kd_loss', 'FitNetsLoss', 'at_loss', 'attention_map', 'sp_loss', 'similarity_matrix',
-    'DistillationWeights', 'combine_losses',
+    'DistillationWeights', 'combine_losses', 'DISTILLATION_TERMS', 'FEATURE_TERMS',
 ]

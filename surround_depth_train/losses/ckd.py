@@ -5,9 +5,21 @@ The student's bin probabilities are read out with the teacher's bin centers and 
     D_cross[u, v] = sum_k c^t_k[u, v] * p^s_k[u, v]
     L_ckd = L_depth(D_cross, D_t)
 
-The teacher is frozen: its centers and depth are detached here, so ``L_ckd`` trains only the student's
-probabilities. The student's centers never enter this loss, so they learn from ``L_sup`` alone (the paper's point:
-probabilities carry the teacher's scale-invariant structure, centers carry the metric scale from LiDAR).
+What receives gradient from ``L_ckd``:
+
+- the student's probabilities ``p^s`` and every layer upstream of them: in MetricBins the conditional
+  log-binomial head and the last stage's projector (whose embedding conditions it), then the decoder and the
+  encoder;
+- **not** the student's center tensor ``c^s``: it never enters ``L_ckd``, so its gradient from this loss is
+  exactly zero (``None`` when ``L_ckd`` is the only loss), and neither do the layers that only shape centers
+  (seed regressor, seed projector, attractors, the earlier stages' projectors). Layers that feed both centers and
+  probabilities (the last projector, the decoder, the encoder) do get gradient, through the probabilities only.
+  The metric scale of ``c^s`` is learnt from ``L_sup`` (the paper's point: probabilities carry the teacher's
+  scale-invariant structure, centers carry the metric scale from LiDAR);
+- nothing of the teacher: its centers and depth are detached here.
+
+``mask`` restricts the loss to pixels where the student sees the scene: the distillation task passes the sample's
+``self_mask`` by default (``loss.ckd_mask=self_mask``), so the ego body visible in a camera (DDAD) is not distilled.
 """
 from __future__ import annotations
 

@@ -14,7 +14,12 @@ from typing import Mapping
 
 from torch import Tensor
 
-__all__ = ['DistillationWeights', 'combine_losses']
+__all__ = ['DistillationWeights', 'combine_losses', 'DISTILLATION_TERMS', 'FEATURE_TERMS']
+
+#: The terms that read the teacher (everything but ``sup``), in the order of :class:`DistillationWeights`.
+DISTILLATION_TERMS = ('ckd', 'vrkd', 'kd', 'fitnets', 'at', 'sp')
+#: The terms computed on paired decoder features (Table III's feature-level baselines).
+FEATURE_TERMS = ('fitnets', 'at', 'sp')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +47,16 @@ class DistillationWeights:
     def active(self) -> tuple[str, ...]:
         """Names of the terms with a non-zero weight."""
         return tuple(name for name, value in self.items() if value != 0)
+
+    @property
+    def distillation(self) -> tuple[str, ...]:
+        """Names of the active terms that need the teacher."""
+        return tuple(name for name in self.active if name in DISTILLATION_TERMS)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Names of the active feature-level terms (they need paired decoder features)."""
+        return tuple(name for name in self.active if name in FEATURE_TERMS)
 
 
 def combine_losses(terms: Mapping[str, Tensor], weights: DistillationWeights) -> dict[str, Tensor]:
