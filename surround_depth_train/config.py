@@ -141,7 +141,12 @@ def apply_overrides(mapping: dict[str, Any], overrides: Sequence[str]) -> dict[s
         if '=' not in item:
             raise ConfigError(f'override {item!r} is not of the form key=value (e.g. optim.lr=1e-4)')
         dotted, raw = item.split('=', 1)
-        value = yaml.safe_load(raw) if raw != '' else ''
+        try:
+            value = yaml.safe_load(raw) if raw != '' else ''
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
+            raise ConfigError(f'override {item!r}: the value is malformed YAML ({problem}); quote it or fix the '
+                              f'brackets, e.g. {dotted}=[a,b]') from None
         node = mapping
         parts = dotted.strip().split('.')
         for part in parts[:-1]:
@@ -163,8 +168,14 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         if not path.is_file():
             raise ConfigError(f'config file {str(path)!r} does not exist; pass an existing YAML file '
                               f'(see config/ for examples)')
-        with open(path) as f:
-            loaded = yaml.safe_load(f)
+        try:
+            with open(path) as f:
+                loaded = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, 'problem_mark', None) or getattr(exc, 'context_mark', None)
+            where = f'{path}:{mark.line + 1}:{mark.column + 1}' if mark is not None else str(path)
+            problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
+            raise ConfigError(f'{where}: malformed YAML ({problem}); fix the file at that line') from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f'config file {str(path)!r} must hold a mapping at the top level')
         mapping = loaded or {}

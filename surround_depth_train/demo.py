@@ -126,7 +126,7 @@ def run_distill_stage(out: Path, quick: bool) -> dict:
     table = '\n'.join(lines)
     (out / 'results.md').write_text(
         f'# surround-depth demo on SurroundSim (validation split, LiDAR GT, scale-aware, no median scaling)\n\n'
-        f'{table}\n\nConfigs: {", ".join(t.cfg.out_dir + "/config.yaml" for t in trainers.values())}\n')
+        f'{table}\n\nConfigs: {", ".join(str(t.out_dir / "config.yaml") for t in trainers.values())}\n')
     _comparison_picture(trainers, out / 'comparison.png')
     return {'table': table, 'results': results}
 

@@ -1,35 +1,41 @@
 """Training entry point.
 
     python -m surround_depth_train.train --config config/train/<name>.yaml [key=value ...] [--resume auto|PATH]
+        [--allow-config-change] [--debug]
     torchrun --nproc_per_node 2 -m surround_depth_train.train --config ...      # DDP (gloo on CPU, NCCL on GPU)
 
 Modes: ``mode=teacher`` fine-tunes the teacher (``loss.teacher_target=lidar|dense``); ``mode=student`` trains a
 student, a baseline when every distillation weight is 0, otherwise with any combination of CKD, VRKD and the
 Table III baselines. Outputs in ``out_dir``: ``config.yaml`` (resolved), ``checkpoints/last.pt`` (resumable),
 ``model.pt`` (final), ``val_metrics.json`` and ``val_depth.png``, and TensorBoard logs in ``tb/``.
+
+A mistake in the config, the data or the checkpoint to resume ends in one ``error: ...`` line and exit status 2
+(``--debug`` shows the traceback instead).
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from surround_depth_train.config import ConfigError, load_config, save_config
+from surround_depth_train.config import ConfigError, from_mapping, load_config, save_config, to_mapping
 from surround_depth_train.data.schema import NUM_CAMERAS, SampleError, validate_sample
-from surround_depth_train.distill import DistillationTask, probe
+from surround_depth_train.distill import DistillationTask, describe_features, pair_features, probe
 from surround_depth_train.losses import DistillationWeights
 from surround_depth_train.training.builders import (build_augmentation, build_dataset, build_model,
                                                     build_optimizer, build_scheduler, build_teacher,
-                                                    check_config, dataset_identity)
+                                                    check_config, dataset_identity, encoder_of)
+from surround_depth_train.training.checkpoint import config_differences, read_resume_checkpoint
 from surround_depth_train.training.config import TrainConfig
 from surround_depth_train.training.distributed import init_distributed
 from surround_depth_train.training.hooks import CheckpointHook, TensorBoardHook, ValidationHook
-from surround_depth_train.training.teacher_cache import TeacherCache, teacher_cache_key
+from surround_depth_train.training.teacher_cache import TeacherCache, expected_cache_bytes, teacher_cache_key
 from surround_depth_train.training.trainer import NonFiniteLossError, Trainer, write_json
 
-__all__ = ['main', 'build_trainer']
+__all__ = ['main', 'build_trainer', 'check_resume']
 
 
 def _weights(cfg: TrainConfig) -> DistillationWeights:
@@ -39,10 +45,78 @@ def _weights(cfg: TrainConfig) -> DistillationWeights:
     return DistillationWeights(sup=l.sup, ckd=l.ckd, vrkd=l.vrkd, kd=l.kd, fitnets=l.fitnets, at=l.at, sp=l.sp)
 
 
-def build_trainer(cfg: TrainConfig, resume: str | None = None) -> Trainer:
+def _resume_path(cfg: TrainConfig, resume: str) -> Path:
+    return Path(cfg.out_dir) / 'checkpoints' / 'last.pt' if resume == 'auto' else Path(resume)
+
+
+def check_resume(cfg: TrainConfig, resume: str, allow_config_change: bool = False) -> tuple[Path, dict]:
+    """Read the checkpoint to resume and compare its saved config with ``cfg``, before anything is built.
+
+    Returns:
+        ``(path, checkpoint)``.
+
+    Raises:
+        ConfigError: the checkpoint is missing, empty, truncated or foreign, or its config differs from ``cfg`` in a
+            key that changes the trajectory (unless ``allow_config_change``; then a warning says the run is no
+            longer an exact continuation).
+    """
+    path = _resume_path(cfg, resume)
+    data = read_resume_checkpoint(path)
+    try:
+        saved = to_mapping(from_mapping(TrainConfig, data['config']))
+    except ConfigError as exc:
+        raise ConfigError(f'--resume: the config saved in {path} does not fit this version ({exc}); resume with '
+                          f'the version that wrote it, or start a new run') from None
+    diffs = config_differences(saved, to_mapping(cfg))
+    if diffs and not allow_config_change:
+        raise ConfigError(f'--resume: the config differs from the one {path} was trained with in '
+                          f'{"; ".join(diffs)}; an exact resume needs the same values (the run\'s config.yaml), or '
+                          f'pass --allow-config-change to continue anyway (no longer an exact resume)')
+    if diffs:
+        print(f'warning: resuming {path} with a changed config ({"; ".join(diffs)}): the run is no longer an '
+              f'exact continuation of the original', file=sys.stderr)
+    return path, data
+
+
+def _feature_pairs(cfg: TrainConfig, model, teacher, s_out, t_out) -> list[tuple[int, int]]:
+    size = tuple(cfg.data.image_size)
+    student_feats, teacher_feats = describe_features(model, s_out, size), describe_features(teacher, t_out, size)
+    try:
+        return pair_features(student_feats, teacher_feats, cfg.loss.feature_pairs)
+    except ValueError as exc:
+        raise ConfigError(f'loss.feature_pairs: {exc}') from None
+
+
+def _teacher_cache(cfg: TrainConfig, task: DistillationTask, teacher_kwargs: dict, t_out, samples: int,
+                   is_main: bool) -> TeacherCache:
+    fields = task.teacher_fields
+    key = teacher_cache_key(cfg.teacher.name, teacher_kwargs, cfg.teacher.checkpoint,
+                            dataset_identity(cfg.data, 'train'), cfg.data.image_size, fields, task.feature_pairs)
+    root = Path(cfg.teacher.cache_dir or Path(cfg.out_dir) / 'teacher_cache')
+    t_out.features = [t_out.features[j] for _, j in task.feature_pairs]
+    size = expected_cache_bytes(t_out, samples, NUM_CAMERAS, fields)
+    existing = root if root.exists() else next((p for p in root.parents if p.exists()), Path('.'))
+    free = shutil.disk_usage(existing).free
+    if size > free:
+        raise ConfigError(f'teacher.cache: the cache of {", ".join(fields)} for {samples} samples would take '
+                          f'{size / 1e9:.2f} GB but {existing} has {free / 1e9:.2f} GB free; set '
+                          f'teacher.cache_dir to a larger disk, lower data.image_size or data.train_samples, or '
+                          f'set teacher.cache=false')
+    if is_main:
+        print(f'[train] teacher cache: {", ".join(fields)} (fp16) for {samples} samples x {NUM_CAMERAS} cameras '
+              f'at {cfg.data.image_size[0]}x{cfg.data.image_size[1]}: {size / 1e9:.2f} GB in {root / key}',
+              flush=True)
+    return TeacherCache(root, key, fields)
+
+
+def build_trainer(cfg: TrainConfig, resume: str | None = None, allow_config_change: bool = False) -> Trainer:
     """Everything a run needs, with every input check done before the first expensive step."""
     check_config(cfg)
-    ctx = init_distributed(cfg.device)
+    resumed = check_resume(cfg, resume, allow_config_change) if resume else None
+    try:
+        ctx = init_distributed(cfg.device)
+    except RuntimeError as exc:
+        raise ConfigError(f'device: {exc}') from None
     torch.manual_seed(cfg.seed)
     train_set = build_dataset(cfg.data, 'train')
     val_set = build_dataset(cfg.data, 'val')
@@ -63,7 +137,8 @@ def build_trainer(cfg: TrainConfig, resume: str | None = None) -> Trainer:
     model.to(ctx.device)
     if teacher is not None:
         teacher.to(ctx.device)
-    fit_channels = None
+    weights = _weights(cfg)
+    pairs, fit_channels, t_out = [], None, None
     if teacher is not None:
         size = tuple(cfg.data.image_size)
         s_out, t_out = probe(model, size), probe(teacher, size)
@@ -72,14 +147,17 @@ def build_trainer(cfg: TrainConfig, resume: str | None = None) -> Trainer:
             ks, kt = s_out.probs.shape[1], t_out.probs.shape[1]
             raise ConfigError(f'the student has {ks} bins and the teacher {kt}; CKD and VRKD pair bins one to one: '
                               f'set model.kwargs.bins.n_bins={kt} or teacher.kwargs.n_bins={ks}')
-        if cfg.loss.fitnets > 0:
-            fit_channels = ([f.shape[1] for f in s_out.features], [f.shape[1] for f in t_out.features])
+        if weights.features:
+            pairs = _feature_pairs(cfg, model, teacher, s_out, t_out)
+            fit_channels = ([s_out.features[i].shape[1] for i, _ in pairs],
+                            [t_out.features[j].shape[1] for _, j in pairs])
     try:
-        task = DistillationTask(model, weights=_weights(cfg), min_depth=min_depth, max_depth=max_depth,
+        task = DistillationTask(model, weights=weights, min_depth=min_depth, max_depth=max_depth,
                                 teacher=teacher, depth_loss=cfg.loss.depth_loss,
                                 vrkd_reduction=cfg.loss.vrkd_reduction,
                                 target='depth_dense' if cfg.mode == 'teacher' and cfg.loss.teacher_target == 'dense'
-                                else 'depth', fitnets_channels=fit_channels).to(ctx.device)
+                                else 'depth', feature_pairs=pairs, fitnets_channels=fit_channels,
+                                ckd_mask=cfg.loss.ckd_mask).to(ctx.device)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if ctx.enabled:
@@ -91,14 +169,12 @@ def build_trainer(cfg: TrainConfig, resume: str | None = None) -> Trainer:
         # totals) but train at one scale, so some parameters get no gradient
         task.runner = DDP(task.student_side, device_ids=[ctx.local_rank] if ctx.device.type == 'cuda' else None,
                           find_unused_parameters=True)
-    optimizer = build_optimizer(task.student_side, cfg.optim)
+    optimizer = build_optimizer(task.student_side, encoder_of(task.student), cfg.optim)
     batches = len(train_set) // (cfg.batch_size * ctx.world_size)
     scheduler = build_scheduler(optimizer, cfg.optim, batches * cfg.epochs)
     cache = None
-    if cfg.teacher.cache and teacher is not None:
-        key = teacher_cache_key(cfg.teacher.name, teacher_kwargs, cfg.teacher.checkpoint,
-                                dataset_identity(cfg.data, 'train'), cfg.data.image_size)
-        cache = TeacherCache(cfg.teacher.cache_dir or Path(cfg.out_dir) / 'teacher_cache', key)
+    if cfg.teacher.cache:
+        cache = _teacher_cache(cfg, task, teacher_kwargs, t_out, len(train_set), ctx.is_main)
     out = Path(cfg.out_dir)
     hooks = []
     tb = None
@@ -106,16 +182,16 @@ def build_trainer(cfg: TrainConfig, resume: str | None = None) -> Trainer:
         tb = TensorBoardHook(out / 'tb', cfg.log_every)
         hooks.append(tb)
     hooks += [ValidationHook(cfg.val_every, out, tb), CheckpointHook(cfg.checkpoint_every)]
-    trainer = Trainer(cfg=cfg, ctx=ctx, task=task, model_name=model_name, model_kwargs=model_kwargs,
-                      train_set=train_set, val_set=val_set, augment=build_augmentation(cfg.data),
-                      teacher_cache=cache, optimizer=optimizer, scheduler=scheduler, hooks=hooks,
-                      camera_names=list(train_set.camera_names))
-    if resume:
-        path = out / 'checkpoints' / 'last.pt' if resume == 'auto' else Path(resume)
-        if not path.is_file():
-            raise ConfigError(f'--resume: no checkpoint at {path}; start without --resume or pass the '
-                              f'checkpoints/last.pt of the run to continue')
-        trainer.resume(path)
+    w, h = cfg.data.image_size
+    trainer = Trainer(task=task, ctx=ctx, model_name=model_name, model_kwargs=model_kwargs, input_size=(h, w),
+                      train_set=train_set, val_set=val_set, optimizer=optimizer, scheduler=scheduler, out_dir=out,
+                      epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, precision=cfg.precision,
+                      grad_clip=cfg.optim.grad_clip, max_nonfinite=cfg.max_nonfinite, freeze_bn=cfg.model.freeze_bn,
+                      num_workers=cfg.data.num_workers, stop_after_steps=cfg.stop_after_steps,
+                      augment=build_augmentation(cfg.data), teacher_cache=cache, hooks=hooks,
+                      camera_names=list(train_set.camera_names), config=to_mapping(cfg))
+    if resumed is not None:
+        trainer.resume(*resumed)
     if ctx.is_main:
         save_config(cfg, out / 'config.yaml')
     return trainer
@@ -126,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', type=Path, help='YAML config (config/train/*.yaml)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
-                        help='continue from out_dir/checkpoints/last.pt (or the given checkpoint)')
+                        help='continue from out_dir/checkpoints/last.pt (or the given checkpoint); the config must '
+                             'match the one it was trained with in every key that changes the trajectory')
+    parser.add_argument('--allow-config-change', action='store_true',
+                        help='with --resume: continue although the config changed (no longer an exact resume)')
+    parser.add_argument('--debug', action='store_true', help='show the traceback of an error')
     parser.add_argument('overrides', nargs='*', help='key=value overrides, e.g. epochs=1 loss.ckd=0')
     args = parser.parse_args(argv)
     if args.resume is not None and '=' in args.resume and not Path(args.resume).exists():
@@ -135,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         args.resume = 'auto'
     try:
         cfg = load_config(TrainConfig, args.config, args.overrides)
-        trainer = build_trainer(cfg, args.resume)
+        trainer = build_trainer(cfg, args.resume, args.allow_config_change)
         trainer.fit()
     except (ConfigError, NonFiniteLossError) as exc:
+        if args.debug:
+            raise
         print(f'error: {exc}', file=sys.stderr)
         return 2
     if trainer.ctx.is_main:

@@ -16,7 +16,7 @@ from surround_depth_train.models.registry import create_model, is_registered, li
 from surround_depth_train.training.config import DataConfig, ModelConfig, OptimConfig, TeacherConfig
 
 __all__ = ['build_dataset', 'build_augmentation', 'build_model', 'build_teacher', 'build_optimizer',
-           'build_scheduler', 'dataset_identity', 'check_config']
+           'build_scheduler', 'dataset_identity', 'check_config', 'encoder_of']
 
 SPLITS = ('train', 'val', 'test')
 
@@ -36,6 +36,9 @@ def check_config(cfg) -> None:
     if cfg.needs_teacher and cfg.teacher.checkpoint and not Path(cfg.teacher.checkpoint).is_file():
         raise ConfigError(f'teacher.checkpoint: {cfg.teacher.checkpoint!r} does not exist; pass a local '
                           f'Depth Anything checkpoint (or leave it empty for a randomly initialised teacher)')
+    if cfg.teacher.cache and not cfg.needs_teacher:
+        raise ConfigError(f'teacher.cache=true but no loss term reads the teacher (mode={cfg.mode}, every '
+                          f'distillation weight 0); set teacher.cache=false')
     if cfg.teacher.cache and (cfg.data.flip or cfg.data.color_jitter > 0):
         raise ConfigError('teacher.cache=true would hand the student teacher outputs computed on un-augmented '
                           'images while it sees augmented ones; set data.flip=false data.color_jitter=0, '
@@ -58,12 +61,44 @@ def build_dataset(data: DataConfig, split: str):
         count = data.train_samples if split == 'train' else data.val_samples
         return SurroundSimDataset(split=split, num_samples=count, image_size=tuple(data.image_size),
                                   world=data.world, cache_dir=data.cache_dir)
-    raise ConfigError(f'data.dataset={data.dataset!r}: the {data.dataset} loader is not part of this version yet; '
-                      f'use data.dataset=surroundsim')
+    return _build_real_dataset(data, split)
+
+
+def _build_real_dataset(data: DataConfig, split: str):
+    """nuScenes / DDAD: ``test`` is the official val split (neither test split has public GT)."""
+    which = 'train' if split == 'train' else 'val'
+    kwargs = dict(split=(data.train_split if which == 'train' else data.val_split) or which,
+                  scenes=data.train_scenes if which == 'train' else data.val_scenes,
+                  image_size=tuple(data.image_size), native_depth=data.native_depth and split != 'train')
+    if data.max_depth is not None:
+        kwargs['max_depth'] = data.max_depth
+    if not data.root:
+        raise ConfigError(f'data.root: the {data.dataset} dataset needs its root folder; pass '
+                          f'data.root=/path/to/{data.dataset}')
+    for key in ('masks', 'depth_root'):
+        value = getattr(data, key)
+        if value is not None and data.dataset != 'ddad':
+            raise ConfigError(f'data.{key} is a DDAD option (SurroundDepth\'s files); remove it for {data.dataset}')
+        if value is not None and not Path(value).is_dir():
+            raise ConfigError(f'data.{key}: {value!r} does not exist; pass the folder of SurroundDepth\'s '
+                              f'{"masks" if key == "masks" else "preprocessed depth"} or leave it empty')
+    if data.dataset == 'nuscenes':
+        from surround_depth_train.data.nuscenes import NuScenesDataset
+
+        return NuScenesDataset(data.root, version=data.version, **kwargs)
+    if data.dataset == 'ddad':
+        from surround_depth_train.data.ddad import DDADDataset
+
+        return DDADDataset(data.root, masks=data.masks, depth_root=data.depth_root, **kwargs)
+    raise ConfigError(f'data.dataset={data.dataset!r}: unknown dataset; use surroundsim, nuscenes or ddad')
 
 
 def dataset_identity(data: DataConfig, split: str) -> str:
-    return f'{data.dataset}:{split}:{data.root}:{data.world}:{data.train_samples}:{data.val_samples}'
+    ident = f'{data.dataset}:{split}:{data.root}:{data.world}:{data.train_samples}:{data.val_samples}'
+    if data.dataset != 'surroundsim':  # which samples a real dataset yields
+        ident += (f':{data.version}:{data.train_split}:{data.val_split}:{data.train_scenes}:{data.val_scenes}'
+                  f':{data.max_depth}:{data.masks}:{data.depth_root}')
+    return ident
 
 
 def build_augmentation(data: DataConfig) -> Callable[[dict, int], dict] | None:
@@ -120,18 +155,33 @@ def build_teacher(teacher: TeacherConfig, min_depth: float, max_depth: float) ->
     return net, kwargs
 
 
-def _is_encoder_param(name: str) -> bool:
-    return name.startswith(('encoder.', 'student.encoder.', 'core.pretrained.', 'pretrained.')) or '.encoder.' in name
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The pretrained feature extractor of a depth model, found by module, not by parameter name.
+
+    A student's ``encoder`` (ResNet-18, MPViT, any timm backbone) or the Depth Anything teacher's ViT
+    (``pretrained``), whether the model is trained itself (``mode=teacher``) or sits inside a wrapper.
+    """
+    for attribute in ('encoder', 'pretrained'):
+        module = getattr(model, attribute, None)
+        if isinstance(module, nn.Module):
+            return module
+    raise ConfigError(f'cannot tell the encoder of {type(model).__name__}: optim.encoder_lr_factor needs a model '
+                      f'with an `encoder` (students) or `pretrained` (Depth Anything ViT) module')
 
 
-def build_optimizer(module: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW with the encoder at ``lr * encoder_lr_factor`` (pretrained features move slowly)."""
+def build_optimizer(module: nn.Module, encoder: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW over ``module``'s trainable parameters; those of ``encoder`` (one of its submodules, see
+    :func:`encoder_of`) at ``lr * encoder_lr_factor`` (pretrained features move slowly), the rest at ``lr``."""
+    in_encoder = {id(p) for p in encoder.parameters()}
     enc, rest = [], []
-    for name, p in module.named_parameters():
+    for p in module.parameters():
         if p.requires_grad:
-            (enc if _is_encoder_param(name) else rest).append(p)
-    groups = [g for g in ({'params': rest, 'lr': optim.lr},
-                          {'params': enc, 'lr': optim.lr * optim.encoder_lr_factor}) if g['params']]
+            (enc if id(p) in in_encoder else rest).append(p)
+    if in_encoder and not enc and any(p.requires_grad for p in encoder.parameters()):
+        raise ValueError('the encoder given to build_optimizer is not part of the module it optimises')
+    groups = [g for g in ({'params': rest, 'lr': optim.lr, 'name': 'decoder_head'},
+                          {'params': enc, 'lr': optim.lr * optim.encoder_lr_factor, 'name': 'encoder'})
+              if g['params']]
     return torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
 
 

@@ -4,18 +4,29 @@ A training checkpoint is a model file (see :mod:`surround_depth_train.models.mod
 evaluation, export and the node load it like any model file. Everything in it is a tensor or a plain type, so it
 loads with ``torch.load(weights_only=True)``; it is written atomically (temp file + rename), so a crash while
 saving leaves the previous checkpoint intact.
+
+``--resume`` promises the weights of an uninterrupted run, so the resolved config saved in the checkpoint is
+compared with the current one before anything is built (:func:`config_differences`): every key that changes the
+trajectory must match; :data:`RESUME_EXEMPT` keys (where outputs go, how often to log, validate and save, loader
+workers, caches, device) may change.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
-from surround_depth_train.models.modelfile import read_model_file, save_model
+from surround_depth_train.config import ConfigError
+from surround_depth_train.models.modelfile import ModelFileError, read_model_file, save_model
 from surround_depth_train.training.rng import capture_rng_state
 
-__all__ = ['save_training_checkpoint', 'load_training_state']
+__all__ = ['save_training_checkpoint', 'load_training_state', 'read_resume_checkpoint', 'config_differences',
+           'RESUME_EXEMPT']
+
+#: Config keys (last dotted component) a resumed run may change: they do not change the trajectory.
+RESUME_EXEMPT = ('out_dir', 'stop_after_steps', '*_every', 'tensorboard', 'num_workers', 'cache_dir', 'device')
+TRAINING_KEYS = ('optimizer', 'rng', 'epoch', 'batch_in_epoch', 'global_step', 'config')
 
 
 def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, name: str, kwargs: dict,
@@ -39,8 +50,63 @@ def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, name: 
 def load_training_state(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint (``weights_only=True``) and check it holds the training keys."""
     data = read_model_file(path)
-    missing = [k for k in ('optimizer', 'rng', 'epoch', 'batch_in_epoch', 'global_step') if k not in data]
+    missing = [k for k in TRAINING_KEYS if k not in data]
     if missing:
         raise ValueError(f'{path} is a model file but not a training checkpoint (missing {missing}); '
                          f'to start from its weights, set model.kwargs.pretrained or train without --resume')
     return data
+
+
+def read_resume_checkpoint(path: str | Path) -> dict[str, Any]:
+    """:func:`load_training_state` for ``--resume``: every way the file can be unusable is a one-line ConfigError."""
+    path = Path(path)
+    fix = 'start without --resume, or pass the checkpoints/last.pt of the run to continue'
+    if not path.is_file():
+        raise ConfigError(f'--resume: no checkpoint at {path}; {fix}')
+    if path.stat().st_size == 0:
+        raise ConfigError(f'--resume: {path} is empty (0 bytes), not a checkpoint; {fix}')
+    try:
+        return load_training_state(path)
+    except ModelFileError as exc:
+        cause = exc.__cause__
+        if cause is not None:  # torch.load failed: truncated, or not a torch file at all
+            first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            raise ConfigError(f'--resume: {path} cannot be read as a checkpoint (truncated or not a torch file: '
+                              f'{first}); {fix}') from None
+        raise ConfigError(f'--resume: {path} is not a training checkpoint of this project '
+                          f'({str(exc).splitlines()[0]}); {fix}') from None
+    except ValueError as exc:
+        raise ConfigError(f'--resume: {exc}') from None
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat = {}
+    for key, value in mapping.items():
+        dotted = f'{prefix}{key}'
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, dotted + '.'))
+        else:
+            flat[dotted] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def _exempt(key: str) -> bool:
+    last = key.rsplit('.', 1)[-1]
+    return any(last.endswith(pattern[1:]) if pattern.startswith('*') else last == pattern
+               for pattern in RESUME_EXEMPT)
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``'key: saved -> current'`` for every differing key that changes the trajectory (both resolved configs).
+
+    Keys matched by :data:`RESUME_EXEMPT` (on their last dotted component) are left out.
+    """
+    a, b = _flatten(saved), _flatten(current)
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if _exempt(key):
+            continue
+        old, new = a.get(key, '<absent>'), b.get(key, '<absent>')
+        if old != new:
+            diffs.append(f'{key}: {old!r} -> {new!r}')
+    return diffs

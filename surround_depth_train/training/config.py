@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from surround_depth_train.losses.total import DISTILLATION_TERMS
+
 __all__ = ['DataConfig', 'ModelConfig', 'TeacherConfig', 'LossConfig', 'OptimConfig', 'TrainConfig']
 
 
@@ -21,6 +23,16 @@ class DataConfig:
 
     dataset: Literal['surroundsim', 'nuscenes', 'ddad'] = 'surroundsim'
     root: str | None = None             # dataset root on disk (nuScenes / DDAD); unused by SurroundSim
+    # nuScenes / DDAD (README "Real datasets"); the test split of both is their official val split
+    version: str = 'v1.0-trainval'      # nuScenes table version: v1.0-trainval or v1.0-mini
+    train_split: str | None = None      # None = train (nuScenes v1.0-mini: mini_train); or a devkit split name
+    val_split: str | None = None        # None = val (nuScenes v1.0-mini: mini_val)
+    train_scenes: list[str] | None = None  # keep only these scenes of the train split (e.g. [scene-0061], [000150])
+    val_scenes: list[str] | None = None
+    max_depth: float | None = None      # GT range; None = the dataset's (nuScenes 80 m, DDAD 200 m)
+    native_depth: bool = True           # val / test samples also carry GT at native resolution (evaluation)
+    masks: str | None = None            # DDAD: SurroundDepth's self-occlusion masks (<masks>/<CAM>/<scene>/mask.png)
+    depth_root: str | None = None       # DDAD: SurroundDepth's preprocessed depth (<depth_root>/<scene>/depth/<CAM>/)
     world: str | None = None            # SurroundSim world YAML (None = the default city)
     image_size: tuple[int, int] = (160, 96)
     train_samples: int = 64             # SurroundSim: samples drawn for the train split
@@ -60,6 +72,10 @@ class LossConfig:
     fitnets: float = 0.0
     at: float = 0.0
     sp: float = 0.0
+    # FitNets / AT / SP: STUDENT:TEACHER decoder features by name or index, e.g. [d16:refinenet4, d8:refinenet3];
+    # empty = each teacher stage with the student feature of the nearest stride (see surround_depth_train.distill)
+    feature_pairs: list[str] = field(default_factory=list)
+    ckd_mask: Literal['self_mask', 'none'] = 'self_mask'  # L_ckd where the student sees the scene, or everywhere
     teacher_target: Literal['lidar', 'dense'] = 'lidar'  # teacher fine-tuning: LiDAR or dense GT
 
 
@@ -101,5 +117,4 @@ class TrainConfig:
     @property
     def needs_teacher(self) -> bool:
         """Whether the teacher must run: student mode with any distillation term."""
-        l = self.loss
-        return self.mode == 'student' and any(w > 0 for w in (l.ckd, l.vrkd, l.kd, l.fitnets, l.at, l.sp))
+        return self.mode == 'student' and any(getattr(self.loss, n) > 0 for n in DISTILLATION_TERMS)

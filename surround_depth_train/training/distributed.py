@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ['DistributedContext', 'init_distributed', 'all_reduce_mean', 'any_across_ranks']
+__all__ = ['DistributedContext', 'init_distributed', 'any_across_ranks']
 
 
 @dataclass
@@ -43,14 +43,6 @@ def init_distributed(device: str = 'auto') -> DistributedContext:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend='nccl' if dev.type == 'cuda' else 'gloo')
     return DistributedContext(rank, world_size, local_rank, dev)
-
-
-def all_reduce_mean(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
-    if not ctx.enabled:
-        return value
-    value = value.detach().clone()
-    dist.all_reduce(value)
-    return value / ctx.world_size
 
 
 def any_across_ranks(flag: bool, ctx: DistributedContext) -> bool:

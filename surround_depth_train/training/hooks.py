@@ -92,7 +92,7 @@ class CheckpointHook(Hook):
 
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if (self.every and trainer.state.global_step % self.every == 0) or (
-                trainer.cfg.stop_after_steps and trainer.state.global_step >= trainer.cfg.stop_after_steps):
+                trainer.stop_after_steps and trainer.state.global_step >= trainer.stop_after_steps):
             trainer.save_checkpoint()
 
     def on_epoch_end(self, trainer: Trainer) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from surround_depth_train.atomic import atomic_write
-from surround_depth_train.config import to_mapping
+from surround_depth_train.config import ConfigError
 from surround_depth_train.data import collate_surround
 from surround_depth_train.distill import DistillationTask, flatten_cameras
 from surround_depth_train.metrics import MetricsAccumulator
@@ -29,6 +29,9 @@ from surround_depth_train.training.distributed import DistributedContext, any_ac
 from surround_depth_train.training.sampler import AugmentedView, ShardedResumableSampler
 
 __all__ = ['Trainer', 'Hook', 'NonFiniteLossError', 'TrainState', 'freeze_batchnorm', 'move_to']
+
+
+PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,26 +69,60 @@ def move_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 class Trainer:
-    """Runs a :class:`DistillationTask` over a dataset. See :mod:`surround_depth_train.train` for the CLI."""
+    """Runs a :class:`DistillationTask` over a dataset. See :mod:`surround_depth_train.train` for the CLI.
 
-    def __init__(self, *, cfg, ctx: DistributedContext, task: DistillationTask, model_name: str,
-                 model_kwargs: dict, train_set, val_set, augment=None, teacher_cache=None,
-                 optimizer: torch.optim.Optimizer, scheduler, hooks: list[Hook] = (), camera_names=()):
-        self.cfg, self.ctx, self.task = cfg, ctx, task
+    Args:
+        task: the distillation task (student side, frozen teacher, loss weights).
+        ctx: the process group context (rank, world size, device).
+        model_name, model_kwargs: registry name and kwargs of the trained model (stored in checkpoints).
+        input_size: ``(height, width)`` the model trains at (stored in checkpoints).
+        train_set, val_set: datasets of camera-set samples.
+        optimizer, scheduler: as built by :mod:`surround_depth_train.training.builders`.
+        out_dir: where checkpoints, metrics and pictures go.
+        epochs, batch_size, seed: the trajectory (``batch_size`` camera sets per step and per process).
+        precision: ``'fp32'``, ``'bf16'`` or ``'fp16'`` autocast (losses stay fp32).
+        grad_clip: max gradient norm; 0 disables clipping.
+        max_nonfinite: consecutive non-finite losses before the run stops.
+        freeze_bn: keep BatchNorm in eval mode (running statistics).
+        num_workers: data loader processes.
+        stop_after_steps: stop as if interrupted after this many steps (0 = never).
+        augment: ``augment(sample, seed)`` or None.
+        teacher_cache: a :class:`TeacherCache` or None.
+        hooks: called after each step, epoch and at the end.
+        camera_names: for per-camera metrics and pictures.
+        config: the resolved run config as a plain mapping, saved into checkpoints (``--resume`` compares it).
+    """
+
+    def __init__(self, *, task: DistillationTask, ctx: DistributedContext, model_name: str, model_kwargs: dict,
+                 input_size: tuple[int, int], train_set, val_set, optimizer: torch.optim.Optimizer, scheduler,
+                 out_dir: str | Path, epochs: int, batch_size: int, seed: int, precision: str = 'fp32',
+                 grad_clip: float = 0.0, max_nonfinite: int = 5, freeze_bn: bool = False, num_workers: int = 0,
+                 stop_after_steps: int = 0, augment: Callable[[dict, int], dict] | None = None,
+                 teacher_cache=None, hooks: Sequence[Hook] = (), camera_names: Sequence[str] = (),
+                 config: dict | None = None):
+        if precision not in PRECISIONS:
+            raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+        self.ctx, self.task = ctx, task
         self.model_name, self.model_kwargs = model_name, model_kwargs
+        self.input_size = (int(input_size[0]), int(input_size[1]))
         self.train_set, self.val_set = train_set, val_set
         self.teacher_cache = teacher_cache
         self.optimizer, self.scheduler = optimizer, scheduler
+        self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
+        self.grad_clip, self.max_nonfinite = float(grad_clip), int(max_nonfinite)
+        self.freeze_bn, self.num_workers = bool(freeze_bn), int(num_workers)
+        self.stop_after_steps = int(stop_after_steps)
+        self.config = dict(config or {})
         self.hooks = list(hooks)
         self.camera_names = list(camera_names)
         self.state = TrainState()
-        self.out_dir = Path(cfg.out_dir)
+        self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / 'checkpoints'
-        self.sampler = ShardedResumableSampler(len(train_set), cfg.batch_size, ctx.world_size, ctx.rank,
-                                               shuffle=True, seed=cfg.seed)
+        self.sampler = ShardedResumableSampler(len(train_set), self.batch_size, ctx.world_size, ctx.rank,
+                                               shuffle=True, seed=self.seed)
         self.train_view = AugmentedView(train_set, augment)
-        self.amp_dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[cfg.precision]
-        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.precision == 'fp16')
+        self.amp_dtype = PRECISIONS[precision]
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == 'fp16')
         self.stopped_early = False
         self.last_val: dict | None = None
 
@@ -96,7 +133,7 @@ class Trainer:
 
     @property
     def total_steps(self) -> int:
-        return self.batches_per_epoch * self.cfg.epochs
+        return self.batches_per_epoch * self.epochs
 
     def _aux_state(self) -> dict:
         fit = self.task.student_side.fitnets
@@ -107,17 +144,18 @@ class Trainer:
         if self.ctx.is_main:
             save_training_checkpoint(
                 path, model=self.task.student, name=self.model_name, kwargs=self.model_kwargs,
-                input_size=(self.cfg.data.image_size[1], self.cfg.data.image_size[0]), optimizer=self.optimizer, scheduler=self.scheduler,
+                input_size=self.input_size, optimizer=self.optimizer, scheduler=self.scheduler,
                 scaler=self.scaler, epoch=self.state.epoch, batch_in_epoch=self.state.batch_in_epoch,
                 global_step=self.state.global_step, nonfinite=self.state.nonfinite_total,
-                aux_state=self._aux_state(), config=to_mapping(self.cfg))
+                aux_state=self._aux_state(), config=self.config)
         return path
 
-    def resume(self, path: Path) -> None:
-        data = load_training_state(path)
+    def resume(self, path: Path, data: dict | None = None) -> None:
+        """Continue from the training checkpoint at ``path`` (``data``: its contents, when already read)."""
+        data = load_training_state(path) if data is None else data
         if data['name'] != self.model_name:
-            raise ValueError(f'{path} holds a {data["name"]!r} model but the config trains {self.model_name!r}; '
-                             f'resume with the config of that run (its config.yaml)')
+            raise ConfigError(f'--resume: {path} holds a {data["name"]!r} model but the config trains '
+                              f'{self.model_name!r}; resume with the config of that run (its config.yaml)')
         self.task.student.load_state_dict(data['state_dict'])
         fit = self.task.student_side.fitnets
         if fit is not None and 'fitnets' in data['aux_state']:
@@ -158,8 +196,8 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g['params']]
-            if self.cfg.optim.grad_clip > 0:
-                norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+            if self.grad_clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
             else:
                 norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
             bad = self.amp_dtype != torch.float16 and any_across_ranks(not bool(torch.isfinite(norm)), self.ctx)
@@ -170,7 +208,7 @@ class Trainer:
                     b.copy_(saved)
             self.state.nonfinite_total += 1
             self.state.nonfinite_streak += 1
-            if self.state.nonfinite_streak >= self.cfg.max_nonfinite:
+            if self.state.nonfinite_streak >= self.max_nonfinite:
                 path = self.save_checkpoint()
                 raise NonFiniteLossError(
                     f'{self.state.nonfinite_streak} non-finite losses in a row at step {self.state.global_step} '
@@ -194,7 +232,7 @@ class Trainer:
         model.eval()
         acc = MetricsAccumulator(self.camera_names)
         ds = self.val_set
-        loader = DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=False, collate_fn=collate_surround,
+        loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, collate_fn=collate_surround,
                             num_workers=0)
         first = None
         for batch in loader:
@@ -207,7 +245,7 @@ class Trainer:
             if first is None:
                 first = (batch['image'][0].cpu(), depth[0].cpu())
         model.train(was_training)
-        if self.cfg.model.freeze_bn:
+        if self.freeze_bn:
             freeze_batchnorm(model)
         summary = acc.summary()
         summary['step'] = self.state.global_step
@@ -220,19 +258,19 @@ class Trainer:
     def _loader(self, epoch: int) -> DataLoader:
         self.sampler.set_epoch(epoch, self.state.batch_in_epoch)
         # own generator: creating the iterator must not consume the global RNG (exact resume with dropout)
-        gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
-        return DataLoader(self.train_view, batch_size=self.cfg.batch_size, sampler=self.sampler,
-                          collate_fn=collate_surround, num_workers=self.cfg.data.num_workers, drop_last=True,
+        gen = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+        return DataLoader(self.train_view, batch_size=self.batch_size, sampler=self.sampler,
+                          collate_fn=collate_surround, num_workers=self.num_workers, drop_last=True,
                           generator=gen, persistent_workers=False)
 
     def fit(self) -> TrainState:
         self.task.train()
-        if self.cfg.model.freeze_bn:
+        if self.freeze_bn:
             freeze_batchnorm(self.task.student)
-        while self.state.epoch < self.cfg.epochs:
+        while self.state.epoch < self.epochs:
             epoch = self.state.epoch
             loader = self._loader(epoch)
-            bar = tqdm(loader, total=len(loader), desc=f'epoch {epoch + 1}/{self.cfg.epochs}',
+            bar = tqdm(loader, total=len(loader), desc=f'epoch {epoch + 1}/{self.epochs}',
                        disable=not self.ctx.is_main, dynamic_ncols=True, leave=False)
             for batch in bar:
                 logs = self.train_step(batch)
@@ -244,7 +282,7 @@ class Trainer:
                             lr=self.optimizer.param_groups[0]['lr'], nonfinite=self.state.nonfinite_total)
                 for hook in self.hooks:
                     hook.on_step_end(self, logs)
-                if self.cfg.stop_after_steps and self.state.global_step >= self.cfg.stop_after_steps:
+                if self.stop_after_steps and self.state.global_step >= self.stop_after_steps:
                     self.stopped_early = True
                     break
             bar.close()
