@@ -34,6 +34,7 @@ setup(
     entry_points={
         'console_scripts': [
             'surround_depth_demo = surround_depth_train.demo:main',
+            'surround_depth_node = surround_depth_ros.node:main',
         ],
     },
 )

@@ -68,10 +68,10 @@ class InferenceWorker(Generic[T]):
     """
 
     def __init__(self, process: Callable[[T], Any], capacity: int = 1, name: str = 'surround_depth_inference',
-                 logger: logging.Logger | None = None):
+                 log_error: Callable[[str], None] | None = None):
         self.slot: LatestSlot[T] = LatestSlot(capacity)
         self._process = process
-        self._log = logger or logging.getLogger('surround_depth.worker')
+        self._log_error = log_error or logging.getLogger('surround_depth.worker').error
         self._stop = threading.Event()
         self.processed = 0
         self.errors = 0
@@ -91,7 +91,7 @@ class InferenceWorker(Generic[T]):
                 self.processed += 1
             except Exception as exc:  # noqa: BLE001 - one bad set must not end the node
                 self.errors += 1
-                self._log.error(f'inference on a camera set failed ({type(exc).__name__}: {exc}); skipped')
+                self._log_error(f'inference on a camera set failed ({type(exc).__name__}: {exc}); skipped')
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

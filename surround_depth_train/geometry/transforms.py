@@ -152,6 +152,13 @@ class TransformBuffer:
         """Store a time-independent transform (e.g. a sensor mount)."""
         self._static[(parent, child)] = np.asarray(T_parent_child, dtype=np.float64)
 
+    def forget_before(self, stamp: float) -> None:
+        """Drop stamped poses older than ``stamp``, keeping the last one before it (a long-running node's buffer
+        stays bounded while lookups at ``stamp`` still interpolate)."""
+        for track in self._tracks.values():
+            i = max(0, bisect.bisect_left(track.stamps, stamp) - 1)
+            del track.stamps[:i], track.poses[:i]
+
     def time_range(self, parent: str, child: str) -> tuple[float, float]:
         track = self._tracks.get((parent, child))
         if not track or not track.stamps:
