@@ -114,6 +114,9 @@ def test_a_camera_missing_from_the_sets_goes_stale_while_the_others_stay_ok(scen
     summary = monitor.summary()
     assert summary['front'].level == 'STALE'
     assert all(summary[n].level == 'OK' for n in scene[1].names[1:])
+    # then no set at all for two seconds on the node's clock: every camera goes stale
+    later = float(scene[2]['lidar_stamp']) + 5.5
+    assert {s.level for s in monitor.summary(now=later).values()} == {'STALE'}
 
 
 def test_odometry_memory_stays_bounded():
