@@ -10,12 +10,13 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from surround_depth_train.config import ConfigError
 from surround_depth_train.geometry.rig import CameraRig
 
 __all__ = [
     'IMAGE', 'K', 'T_BASE_CAM', 'DEPTH', 'DEPTH_MASK', 'SELF_MASK', 'DEPTH_NATIVE', 'DEPTH_NATIVE_MASK',
-    'DEPTH_DENSE', 'DYNAMIC_MASK', 'LIDAR', 'LIDAR_COUNT', 'STAMPS', 'LIDAR_STAMP', 'T_WORLD_BASE', 'META',
-    'REQUIRED_KEYS', 'OPTIONAL_KEYS', 'NUM_CAMERAS', 'SampleError', 'SurroundDataset', 'validate_sample',
+    'DEPTH_DENSE', 'DYNAMIC_MASK', 'LIDAR', 'LIDAR_COUNT', 'STAMPS', 'LIDAR_STAMP', 'T_WORLD_BASE', 'T_WORLD_BASE_CAMS',
+    'META', 'REQUIRED_KEYS', 'OPTIONAL_KEYS', 'NUM_CAMERAS', 'SampleError', 'DatasetError', 'SurroundDataset', 'validate_sample',
     'collate_surround',
 ]
 
@@ -34,17 +35,23 @@ LIDAR_COUNT = 'lidar_count'
 STAMPS = 'stamps'
 LIDAR_STAMP = 'lidar_stamp'
 T_WORLD_BASE = 'T_world_base'
+T_WORLD_BASE_CAMS = 'T_world_base_cams'
 META = 'meta'
 
 NUM_CAMERAS = 6
 REQUIRED_KEYS = (IMAGE, K, T_BASE_CAM, DEPTH, DEPTH_MASK, SELF_MASK, LIDAR, STAMPS, LIDAR_STAMP, T_WORLD_BASE,
                  META)
-OPTIONAL_KEYS = (DEPTH_NATIVE, DEPTH_NATIVE_MASK, DEPTH_DENSE, DYNAMIC_MASK)
+OPTIONAL_KEYS = (DEPTH_NATIVE, DEPTH_NATIVE_MASK, DEPTH_DENSE, DYNAMIC_MASK, T_WORLD_BASE_CAMS)
 META_KEYS = ('dataset', 'scene', 'frame', 'camera_names')
 
 
 class SampleError(ValueError):
     """A sample does not follow the schema; the message names the key, what was expected and what came."""
+
+
+class DatasetError(ConfigError):
+    """A dataset on disk cannot be read (wrong root, missing table, split or file); the message names the path
+    and the fix. A :class:`ConfigError`, so command-line tools print it as one line."""
 
 
 class SurroundDataset(Dataset):
@@ -82,6 +89,8 @@ class SurroundDataset(Dataset):
     ``depth_dense``        float32      ``[N, 1, H, W]``    dense GT depth (synthetic data only); ``0`` = no depth
                                                             (sky, ego body)
     ``dynamic_mask``       bool         ``[N, 1, H, W]``    True = pixel on a moving object
+    ``T_world_base_cams``  float32      ``[N, 4, 4]``       ego pose at each camera's stamp (world <- base_link);
+                                                            ``T_world_base`` is the one at ``lidar_stamp``
     =====================  ===========  ==================  =========================================================
 
     Conventions: ``T_a_b`` maps points in frame ``b`` into frame ``a``; base_link follows REP 103 (x forward,
@@ -128,6 +137,7 @@ _SHAPES: dict[str, tuple[torch.dtype, tuple]] = {
     STAMPS: (torch.float64, ('N',)),
     LIDAR_STAMP: (torch.float64, ()),
     T_WORLD_BASE: (torch.float32, (4, 4)),
+    T_WORLD_BASE_CAMS: (torch.float32, ('N', 4, 4)),
 }
 
 

@@ -67,6 +67,9 @@ def flip_sample(sample: dict[str, Any]) -> dict[str, Any]:
     lidar[:, 1] = -lidar[:, 1]
     out[S.LIDAR] = lidar
     out[S.T_WORLD_BASE] = (_MIRROR @ sample[S.T_WORLD_BASE].to(torch.float64) @ _MIRROR).to(torch.float32)
+    if S.T_WORLD_BASE_CAMS in sample:
+        out[S.T_WORLD_BASE_CAMS] = (_MIRROR @ sample[S.T_WORLD_BASE_CAMS].to(torch.float64) @ _MIRROR)\
+            .to(torch.float32)[perm]
     meta = dict(sample[S.META])
     meta['flipped'] = not meta.get('flipped', False)
     out[S.META] = meta

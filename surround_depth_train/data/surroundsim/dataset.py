@@ -14,7 +14,7 @@ native one. Depth range: ``min_depth = 0.5`` m, ``max_depth = 80`` m (the LiDAR'
 Per sample (schema keys): six RGB images; ``depth`` = LiDAR sweep projected into each camera with ego-motion
 compensation ``base(t_cam) <- base(t_lidar)`` looked up in a ``TransformBuffer`` of 100 Hz ego poses;
 ``depth_dense`` = exact rendered depth at each camera's own shutter time; ``self_mask``; ``dynamic_mask``; ``lidar``
-in base_link at the LiDAR stamp; ``stamps``; ``T_world_base``. Parallax between the roof LiDAR and a camera can put
+in base_link at the LiDAR stamp; ``stamps``; ``T_world_base``; ``T_world_base_cams``. Parallax between the roof LiDAR and a camera can put
 a return on a pixel where the camera sees a nearer surface (as in real data); such pixels are rare and kept.
 
 Cache: with ``cache_dir``, the rendered (un-augmented) payload is stored as one ``.npz`` per sample under a key
@@ -56,9 +56,9 @@ SPLIT_CAPACITY = 1_000_000
 MIN_DEPTH = 0.5
 MAX_DEPTH = 80.0
 #: Bump when rendering changes, so stale cache entries are not reused.
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: T_world_base_cams
 _PAYLOAD_KEYS = ('image', 'depth_dense', 'sparse_index', 'sparse_value', 'self_mask', 'dynamic_mask', 'lidar',
-                 'stamps', 'lidar_stamp', 'T_world_base')
+                 'stamps', 'lidar_stamp', 'T_world_base', 'T_world_base_cams')
 
 
 #: Cameras of at most this many pixels render on one torch thread (see :func:`render_sample`).
@@ -86,7 +86,8 @@ def render_sample(world: World, rig: CameraRig, frame: int, lidar: LidarConfig |
         ``image [N, H, W, 3]`` uint8, ``depth_dense [N, H, W]`` float32, ``sparse_index`` int64 / ``sparse_value``
         float32 (flat indices into ``[N, H, W]`` of LiDAR depth), ``self_mask`` / ``dynamic_mask`` bool
         ``[N, H, W]``, ``lidar [M, 4]`` float32, ``stamps [N]`` float64, ``lidar_stamp`` float64,
-        ``T_world_base [4, 4]`` float64. ``timings`` (optional) receives seconds per stage.
+        ``T_world_base [4, 4]`` float64, ``T_world_base_cams [N, 4, 4]`` float64 (ego pose at each shutter).
+        ``timings`` (optional) receives seconds per stage.
 
     Small cameras (``<= SINGLE_THREAD_PIXELS``) render on one torch thread: their many small ops gain nothing
     from a second thread, and become 5-20x slower when another process competes for the cores (the threads wait
@@ -112,8 +113,9 @@ def _render_sample(world: World, rig: CameraRig, frame: int, lidar: LidarConfig 
     buf = ego_transform_buffer(world, t_l - 0.05, t_l + 0.1)
     t1 = clock()
     images, dense, selfm, dyn = [], [], [], []
-    for cam, t_c in zip(rig, stamps):
-        r = render_camera(world, float(t_c), ego_pose(world, float(t_c)), cam.T_base_cam, cam.K, cam.width,
+    T_wb_cams = np.stack([ego_pose(world, float(t_c)) for t_c in stamps])
+    for cam, t_c, T_wb_c in zip(rig, stamps, T_wb_cams):
+        r = render_camera(world, float(t_c), T_wb_c, cam.T_base_cam, cam.K, cam.width,
                           cam.height, EGO_BODY_LO, EGO_BODY_HI)
         images.append(r.rgb)
         dense.append(r.depth)
@@ -134,7 +136,7 @@ def _render_sample(world: World, rig: CameraRig, frame: int, lidar: LidarConfig 
         'image': np.stack(images), 'depth_dense': np.stack(dense), 'sparse_index': flat.astype(np.int64),
         'sparse_value': sparse.reshape(-1)[flat].astype(np.float32), 'self_mask': np.stack(selfm),
         'dynamic_mask': np.stack(dyn), 'lidar': points, 'stamps': stamps.astype(np.float64),
-        'lidar_stamp': np.float64(t_l), 'T_world_base': T_wb,
+        'lidar_stamp': np.float64(t_l), 'T_world_base': T_wb, 'T_world_base_cams': T_wb_cams,
     }
 
 
@@ -161,6 +163,7 @@ def payload_to_sample(payload: dict[str, np.ndarray], rig: CameraRig, min_depth:
         S.STAMPS: torch.from_numpy(np.asarray(payload['stamps'], np.float64)),
         S.LIDAR_STAMP: torch.tensor(float(payload['lidar_stamp']), dtype=torch.float64),
         S.T_WORLD_BASE: torch.tensor(np.asarray(payload['T_world_base']), dtype=torch.float32),
+        S.T_WORLD_BASE_CAMS: torch.tensor(np.asarray(payload['T_world_base_cams']), dtype=torch.float32),
         S.META: dict(meta or {}, camera_names=rig.names),
     }
 

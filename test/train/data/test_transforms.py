@@ -39,6 +39,13 @@ def test_flip_keeps_a_known_3d_point_consistent_across_the_swapped_cameras(sampl
     assert torch.equal(flipped['stamps'], sample['stamps'][[0, 5, 4, 3, 2, 1]])
 
 
+def test_flip_mirrors_and_reorders_the_ego_poses_at_camera_stamps(sample):
+    flipped = flip_sample(sample)
+    mirror = torch.diag(torch.tensor([1.0, -1.0, 1.0, 1.0]))
+    for i, j in enumerate(flip_permutation(6)):
+        assert torch.allclose(flipped['T_world_base_cams'][i], mirror @ sample['T_world_base_cams'][j] @ mirror)
+
+
 def test_flipped_extrinsics_are_proper_rotations(sample):
     R = flip_sample(sample)['T_base_cam'][:, :3, :3].double()
     np.testing.assert_allclose(torch.linalg.det(R).numpy(), 1.0, atol=1e-5)

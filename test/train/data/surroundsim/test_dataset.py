@@ -90,6 +90,17 @@ def test_cameras_have_their_own_shutter_stamps_within_50_ms_of_the_lidar():
     assert np.all((offsets >= 0) & (offsets <= 0.05))
 
 
+def test_samples_carry_the_ego_pose_at_each_camera_stamp():
+    from surround_depth_train.data.surroundsim.sequence import ego_pose
+
+    ds = SurroundSimDataset('val', num_samples=1, image_size=(48, 32))
+    s = ds[0]
+    world = ds.world(ds.locate(0)[0])
+    for i, t in enumerate(s['stamps'].tolist()):
+        assert np.allclose(s['T_world_base_cams'][i].numpy(), ego_pose(world, t), atol=1e-3)
+    assert not np.allclose(s['T_world_base_cams'][1].numpy(), s['T_world_base'].numpy(), atol=1e-3)
+
+
 def test_moving_cars_move_between_the_camera_shutters():
     world = generate_world(WorldConfig(moving_cars_per_100m=5.0), seed=3)
     moving = world.box_velocity != 0
