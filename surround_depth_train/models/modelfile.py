@@ -13,8 +13,17 @@ key                value
 ``normalisation``  ``{'mean': [r, g, b], 'std': [r, g, b]}`` applied inside the model (for reference)
 ``depth_range``    ``[min_depth, max_depth]`` metres
 ``head``           ``None`` or ``{'type': 'metric_bins', 'n_bins': K, 'bin_centers_type': ...}``
+``training_rig``   (version 2) ``None`` or, per camera of the training rig in rig order,
+                   ``{'name': str, 'K': 3x3 list, 'width': int, 'height': int}`` with ``K`` at the network
+                   input size (``width, height == input_size[1], input_size[0]``)
 ``state_dict``     the model's state dict
 =================  ==============================================================================
+
+Metric depth depends on the focal length the network was trained with, so training records its rig's ``K``
+(:func:`describe_training_rig`) and the node compares each camera's ``K`` with it. Version-1 files (no
+``training_rig``) still load: :func:`read_model_file` gives them ``training_rig = None`` (the focal-length check is
+then unavailable) and keeps their ``format_version``. :class:`ModelInfo` is what a deployment needs to know about
+a file (input size, depth range, head, rig, teacher or not) without building the model.
 
 A training checkpoint is the same dict with more keys (``optimizer``, ``scheduler``, ``scaler``, ``rng``,
 ``epoch``, ``step``, ...), given as ``extra`` to :func:`save_model`; they must be tensors and plain types too.
@@ -23,22 +32,28 @@ A training checkpoint is the same dict with more keys (``optimizer``, ``schedule
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from surround_depth_train.atomic import atomic_write
-from surround_depth_train.models.registry import create_model, is_registered, list_models
+from surround_depth_train.geometry.camera import check_intrinsics
+from surround_depth_train.geometry.rig import CameraRig
+from surround_depth_train.models.registry import create_model, is_registered, is_teacher, list_models
 
 __all__ = ['MODEL_FORMAT_VERSION', 'MODEL_FILE_FORMAT', 'save_model', 'load_model', 'read_model_file',
-           'ModelFileError']
+           'describe_training_rig', 'ModelInfo', 'ModelFileError']
 
 MODEL_FILE_FORMAT = 'surround_depth_model'
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
 RESERVED_KEYS = ('format', 'format_version', 'name', 'kwargs', 'input_size', 'normalisation', 'depth_range',
-                 'head', 'state_dict')
+                 'head', 'training_rig', 'state_dict')
+#: Keys each format version must have (version 2 added ``training_rig``).
+REQUIRED_KEYS = {1: tuple(k for k in RESERVED_KEYS if k != 'training_rig'), 2: RESERVED_KEYS}
+TRAINING_CAMERA_KEYS = ('name', 'K', 'width', 'height')
 PLAIN_SCALARS = (type(None), bool, int, float, str)
 
 
@@ -84,8 +99,53 @@ def _normalisation(model: nn.Module) -> dict[str, list[float]] | None:
     return {'mean': [float(v) for v in mean], 'std': [float(v) for v in std]}
 
 
+def describe_training_rig(rig: CameraRig | Sequence[Mapping[str, Any]] | None, input_size: Sequence[int]
+                          ) -> list[dict[str, Any]] | None:
+    """The ``training_rig`` entry for a model that runs at ``input_size`` ``(height, width)``.
+
+    A :class:`CameraRig` (at any resolution) is resized to the input size; a list of
+    ``{'name', 'K', 'width', 'height'}`` must already be at it. ``None`` stays ``None``.
+
+    Raises:
+        ValueError: an entry that is not a camera at the input size, a bad ``K``, duplicate names, an empty rig.
+    """
+    if rig is None:
+        return None
+    height, width = int(input_size[0]), int(input_size[1])
+    if isinstance(rig, CameraRig):
+        rig = [{'name': c.name, 'K': c.K.tolist(), 'width': c.width, 'height': c.height}
+               for c in rig.resized(width, height)]
+    if isinstance(rig, (str, bytes, Mapping)) or not isinstance(rig, Sequence) or not rig:
+        raise ValueError(f'training_rig must be a CameraRig, a non-empty list of {{name, K, width, height}} per '
+                         f'camera, or None; got {type(rig).__name__}')
+    cameras = []
+    for i, cam in enumerate(rig):
+        where = f'training_rig[{i}]'
+        if not isinstance(cam, Mapping) or set(cam) != set(TRAINING_CAMERA_KEYS):
+            keys = sorted(cam) if isinstance(cam, Mapping) else type(cam).__name__
+            raise ValueError(f'{where}: expected a dict with exactly the keys {list(TRAINING_CAMERA_KEYS)}, got '
+                             f'{keys}')
+        if not isinstance(cam['name'], str) or not cam['name']:
+            raise ValueError(f'{where}: name must be a non-empty string, got {cam["name"]!r}')
+        if (cam['width'], cam['height']) != (width, height) or isinstance(cam['width'], bool):
+            raise ValueError(f'{where} ({cam["name"]}): K is for {cam["width"]}x{cam["height"]} images but the '
+                             f'network input is {width}x{height}; resize it first (pass the CameraRig to have it '
+                             f'resized, or Camera.resized(width, height))')
+        try:
+            K = check_intrinsics(cam['K'], f'{where} ({cam["name"]}): K')
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+        cameras.append({'name': cam['name'], 'K': [[float(v) for v in row] for row in K.tolist()],
+                        'width': width, 'height': height})
+    names = [c['name'] for c in cameras]
+    if len(set(names)) != len(names):
+        raise ValueError(f'training_rig: camera names must be unique, got {names}')
+    return cameras
+
+
 def save_model(path: str | os.PathLike, model: nn.Module, *, name: str, kwargs: dict, input_size: tuple[int, int],
-               extra: dict | None = None) -> Path:
+               extra: dict | None = None, training_rig: CameraRig | Sequence[Mapping[str, Any]] | None = None
+               ) -> Path:
     """Write ``model`` as a model file (atomically), or a training checkpoint when ``extra`` holds training state.
 
     Args:
@@ -95,6 +155,9 @@ def save_model(path: str | os.PathLike, model: nn.Module, *, name: str, kwargs: 
         kwargs: constructor kwargs (plain types).
         input_size: ``(height, width)``.
         extra: more top-level keys (optimizer, scheduler, rng, epoch, step, ...): tensors and plain types.
+        training_rig: the rig the model was trained on: a :class:`CameraRig` (resized to ``input_size`` here) or
+            the list :func:`describe_training_rig` makes; ``None`` when unknown (the node then cannot check focal
+            lengths).
     """
     if not is_registered(name):
         raise ModelFileError(f'{name!r} is not a registered model; known: {", ".join(list_models())}')
@@ -102,6 +165,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, *, name: str, kwargs: 
     _check_plain(kwargs, 'kwargs', allow_tensors=False)
     if len(input_size) != 2 or not all(isinstance(v, int) and v > 0 for v in input_size):
         raise ValueError(f'input_size must be (height, width) positive ints, got {input_size!r}')
+    rig = describe_training_rig(training_rig, input_size)
     extra = dict(extra or {})
     clash = sorted(set(extra) & set(RESERVED_KEYS))
     if clash:
@@ -116,6 +180,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, *, name: str, kwargs: 
         'normalisation': _normalisation(model),
         'depth_range': [float(model.min_depth), float(model.max_depth)],
         'head': _describe_head(model),
+        'training_rig': rig,
         'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
@@ -126,7 +191,8 @@ def save_model(path: str | os.PathLike, model: nn.Module, *, name: str, kwargs: 
 
 
 def read_model_file(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
-    """The model file's dict (``weights_only=True``), checked for format and version."""
+    """The model file's dict (``weights_only=True``), checked for format and version; a version-1 file gets
+    ``training_rig = None``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'no model file at {path}')
@@ -146,9 +212,18 @@ def read_model_file(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
         raise ModelFileError(f'{path} has model file format version {version!r}, newer than this code reads '
                              f'({MODEL_FORMAT_VERSION}); update surround_depth_train to load it')
-    missing = [k for k in RESERVED_KEYS if k not in obj]
+    if version < 1:
+        raise ModelFileError(f'{path} has model file format version {version!r}; versions start at 1: the file is '
+                             f'damaged, re-export it')
+    missing = [k for k in REQUIRED_KEYS[version] if k not in obj]
     if missing:
         raise ModelFileError(f'{path} is a damaged model file: missing keys {missing}; re-export it')
+    if version == 1:
+        obj['training_rig'] = None  # written before training recorded its rig
+    try:
+        obj['training_rig'] = describe_training_rig(obj['training_rig'], obj['input_size'])
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f'{path} is a damaged model file: {exc}') from None
     return obj
 
 
@@ -172,3 +247,64 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
         raise ModelFileError(f'{path}: the stored weights do not fit {name}(**{obj["kwargs"]}): {exc}') from exc
     model.to(map_location).eval()
     return model, {k: v for k, v in obj.items() if k != 'state_dict'}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a deployment needs to know about a model file, read without building the model.
+
+    Attributes:
+        name: registry name.
+        kwargs: constructor kwargs.
+        input_size: ``(height, width)`` the model was trained at / runs at.
+        depth_range: ``(min_depth, max_depth)`` metres.
+        normalisation: ``{'mean': [..], 'std': [..]}`` applied inside the model, or None.
+        head: ``None`` (plain student: no bins, no confidence) or the head's description.
+        training_rig: per training camera ``{'name', 'K' (3x3 list at input_size), 'width', 'height'}``, or None
+            (a version-1 file, or a model saved without its rig: focal-length checks are unavailable).
+        format_version: the file's format version.
+        is_teacher: a registered teacher (:func:`~surround_depth_train.models.registry.is_teacher`).
+        fully_convolutional: runs at other input sizes than ``input_size``: the students (sides above their
+            ``min_input_side``); not the teachers (their ViT runs at its recorded size, sides multiples of 14).
+        has_confidence: the model has bins, so ``forward(..., confidence=True)`` returns a confidence map.
+    """
+
+    name: str
+    kwargs: dict[str, Any]
+    input_size: tuple[int, int]
+    depth_range: tuple[float, float]
+    normalisation: dict[str, list[float]] | None
+    head: dict[str, Any] | None
+    training_rig: list[dict[str, Any]] | None
+    format_version: int
+    is_teacher: bool
+    fully_convolutional: bool
+    has_confidence: bool
+
+    @classmethod
+    def from_file_dict(cls, obj: Mapping[str, Any]) -> 'ModelInfo':
+        """From :func:`read_model_file`'s dict, :func:`load_model`'s metadata or :meth:`to_dict` (e.g. stored in
+        an exported file's metadata); ``is_teacher`` and ``fully_convolutional`` come from the registry."""
+        missing = [k for k in REQUIRED_KEYS[1] if k not in obj and k not in ('format', 'state_dict')]
+        if missing:
+            raise ModelFileError(f'model metadata lacks {missing}; read the file with read_model_file')
+        name = str(obj['name'])
+        input_size = (int(obj['input_size'][0]), int(obj['input_size'][1]))
+        teacher = is_teacher(name)
+        return cls(name=name, kwargs=dict(obj['kwargs']), input_size=input_size,
+                   depth_range=(float(obj['depth_range'][0]), float(obj['depth_range'][1])),
+                   normalisation=obj['normalisation'], head=obj['head'],
+                   training_rig=describe_training_rig(obj.get('training_rig'), input_size),
+                   format_version=int(obj['format_version']), is_teacher=teacher, fully_convolutional=not teacher,
+                   has_confidence=obj['head'] is not None)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> 'ModelInfo':
+        """:meth:`from_file_dict` of the file at ``path``."""
+        return cls.from_file_dict(read_model_file(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (JSON-serialisable), e.g. for an exported model's metadata."""
+        out = asdict(self)
+        out['input_size'], out['depth_range'] = list(self.input_size), list(self.depth_range)
+        return out

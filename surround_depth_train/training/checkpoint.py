@@ -32,8 +32,12 @@ TRAINING_KEYS = ('optimizer', 'rng', 'epoch', 'batch_in_epoch', 'global_step', '
 def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, name: str, kwargs: dict,
                              input_size: tuple[int, int], optimizer: torch.optim.Optimizer, scheduler: Any,
                              scaler: Any, epoch: int, batch_in_epoch: int, global_step: int, nonfinite: int,
-                             aux_state: dict | None, config: dict) -> None:
-    """Write a resumable checkpoint atomically. ``epoch``/``batch_in_epoch`` point at the next batch to train."""
+                             aux_state: dict | None, config: dict, training_rig: Any = None) -> None:
+    """Write a resumable checkpoint atomically. ``epoch``/``batch_in_epoch`` point at the next batch to train.
+
+    ``training_rig``: the training dataset's :class:`~surround_depth_train.geometry.rig.CameraRig` (or None),
+    recorded at ``input_size`` so that the node can check its cameras' focal lengths against it.
+    """
     extra = {
         'optimizer': optimizer.state_dict(),
         'scheduler': scheduler.state_dict() if scheduler is not None else None,
@@ -44,7 +48,7 @@ def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, name: 
         'aux_state': aux_state or {},
         'config': config,
     }
-    save_model(path, model, name=name, kwargs=kwargs, input_size=input_size, extra=extra)
+    save_model(path, model, name=name, kwargs=kwargs, input_size=input_size, extra=extra, training_rig=training_rig)
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:

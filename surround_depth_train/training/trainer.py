@@ -147,7 +147,7 @@ class Trainer:
                 input_size=self.input_size, optimizer=self.optimizer, scheduler=self.scheduler,
                 scaler=self.scaler, epoch=self.state.epoch, batch_in_epoch=self.state.batch_in_epoch,
                 global_step=self.state.global_step, nonfinite=self.state.nonfinite_total,
-                aux_state=self._aux_state(), config=self.config)
+                aux_state=self._aux_state(), config=self.config, training_rig=getattr(self.train_set, 'rig', None))
         return path
 
     def resume(self, path: Path, data: dict | None = None) -> None:

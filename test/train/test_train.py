@@ -205,3 +205,19 @@ def test_bf16_autocast_on_cpu_trains_with_finite_fp32_losses(tmp_path):
     logs = trainer.train_step(batch)
     assert logs is not None and all(np.isfinite(v) for v in logs.values())
     assert set(logs) == {'loss', 'sup', 'ckd', 'vrkd'}
+
+
+def test_a_training_run_records_its_rig_at_the_input_size_in_the_model_file(tmp_path):
+    from surround_depth_train.data.surroundsim import surroundsim_rig
+    from surround_depth_train.models import ModelInfo
+
+    cfg = from_mapping(TrainConfig, tiny(tmp_path, **{'loss.ckd': 0.0, 'loss.vrkd': 0.0}))
+    build_trainer(cfg).fit()
+    expected = surroundsim_rig(*SIZE)  # SIZE is (width, height)
+    for path in (tmp_path / 'run' / 'model.pt', tmp_path / 'run' / 'checkpoints' / 'last.pt'):
+        info = ModelInfo.read(path)
+        assert info.format_version == 2 and info.input_size == (SIZE[1], SIZE[0])
+        assert [c['name'] for c in info.training_rig] == expected.names
+        for cam, ref in zip(info.training_rig, expected):
+            assert (cam['width'], cam['height']) == tuple(SIZE)
+            np.testing.assert_allclose(np.array(cam['K']), ref.K, rtol=1e-9)

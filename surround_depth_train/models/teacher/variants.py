@@ -1,4 +1,5 @@
-"""Registered teachers: ``depth_anything_{vits,vitb,vitl}_metric`` and the ``depth_anything_tiny_metric`` stand-in.
+"""Registered teachers: ``depth_anything_{vits,vitb,vitl}_metric`` and the ``depth_anything_tiny_metric`` stand-in,
+all registered with ``teacher=True`` (``registry.is_teacher``).
 
 Every factory takes the same keywords; ``checkpoint`` is a local path to an official metric checkpoint, a relative
 ``depth_anything_vit{s,b,l}14.pth`` backbone (the bins head then starts fresh) or a native state dict.
@@ -24,7 +25,7 @@ def _build(encoder: str, *, min_depth: float, max_depth: float, input_size: int 
     return model
 
 
-@register_model('depth_anything_vits_metric')
+@register_model('depth_anything_vits_metric', teacher=True)
 def depth_anything_vits_metric(*, min_depth: float = 1e-3, max_depth: float = 80.0,
                                input_size: int | Sequence[int] | None = 518, checkpoint: str | None = None,
                                n_bins: int = 64, bin_centers_type: str = 'softplus') -> DepthAnythingMetric:
@@ -33,7 +34,7 @@ def depth_anything_vits_metric(*, min_depth: float = 1e-3, max_depth: float = 80
                   n_bins=n_bins, bin_centers_type=bin_centers_type)
 
 
-@register_model('depth_anything_vitb_metric')
+@register_model('depth_anything_vitb_metric', teacher=True)
 def depth_anything_vitb_metric(*, min_depth: float = 1e-3, max_depth: float = 80.0,
                                input_size: int | Sequence[int] | None = 518, checkpoint: str | None = None,
                                n_bins: int = 64, bin_centers_type: str = 'softplus') -> DepthAnythingMetric:
@@ -42,7 +43,7 @@ def depth_anything_vitb_metric(*, min_depth: float = 1e-3, max_depth: float = 80
                   n_bins=n_bins, bin_centers_type=bin_centers_type)
 
 
-@register_model('depth_anything_vitl_metric')
+@register_model('depth_anything_vitl_metric', teacher=True)
 def depth_anything_vitl_metric(*, min_depth: float = 1e-3, max_depth: float = 80.0,
                                input_size: int | Sequence[int] | None = 518, checkpoint: str | None = None,
                                n_bins: int = 64, bin_centers_type: str = 'softplus') -> DepthAnythingMetric:
@@ -54,7 +55,7 @@ def depth_anything_vitl_metric(*, min_depth: float = 1e-3, max_depth: float = 80
                   n_bins=n_bins, bin_centers_type=bin_centers_type)
 
 
-@register_model('depth_anything_tiny_metric')
+@register_model('depth_anything_tiny_metric', teacher=True)
 def depth_anything_tiny_metric(*, min_depth: float = 1e-3, max_depth: float = 80.0,
                                input_size: int | Sequence[int] | None = 56, checkpoint: str | None = None,
                                n_bins: int = 64, bin_centers_type: str = 'softplus') -> DepthAnythingMetric:
