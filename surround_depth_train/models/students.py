@@ -88,11 +88,13 @@ class DepthStudent(nn.Module):
     def has_bins(self) -> bool:
         return self.metric_bins is not None
 
-    def forward(self, images: Tensor, depth_only: bool = False) -> DepthOutput:
+    def forward(self, images: Tensor, depth_only: bool = False, confidence: bool = False) -> DepthOutput:
         """``images``: ``[B, 3, H, W]`` float RGB in ``[0, 1]``.
 
         ``depth_only=True`` (deployment, evaluation) leaves ``centers`` and ``probs`` out; without autograd the
-        bins head then never writes them at full resolution (see :class:`MetricBins`).
+        bins head then never writes them at full resolution (see :class:`MetricBins`). ``confidence=True`` adds
+        the per-pixel confidence from the bins (computed band by band like depth); a plain student has no bins and
+        returns ``confidence=None``.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f'expected images of shape [B, 3, H, W], got {tuple(images.shape)}; flatten batch and '
@@ -110,8 +112,9 @@ class DepthStudent(nn.Module):
             return DepthOutput(depth=disparity_to_depth(disparity, self.min_depth, self.max_depth),
                                features=decoded.features)
         bins = self.metric_bins(features[-1], decoded.features[:-1], decoded.features[-1], disparity,
-                                depth_only=depth_only)
-        return DepthOutput(depth=bins.depth, centers=bins.centers, probs=bins.probs, features=decoded.features)
+                                depth_only=depth_only, confidence=confidence)
+        return DepthOutput(depth=bins.depth, centers=bins.centers, probs=bins.probs, features=decoded.features,
+                           confidence=bins.confidence)
 
 
 def _bins_arg(bins: Mapping[str, Any] | None, with_head: bool, name: str) -> dict | None:
