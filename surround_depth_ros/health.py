@@ -38,6 +38,8 @@ __all__ = ['DIAGNOSTIC_LEVELS', 'HealthSample', 'HealthStatus', 'DepthHealthMoni
 #: ``diagnostic_msgs/DiagnosticStatus`` level of each status (the node sends ``bytes([level])``).
 DIAGNOSTIC_LEVELS = {'OK': 0, 'WARN': 1, 'ERROR': 2, 'STALE': 3}
 _ODOM, _BASE = 'odom', 'base_link'
+#: Seconds time may run backwards before the monitor takes it for a restart (bag loop) and resets.
+JUMP_BACK = 1.0
 
 
 @dataclass(frozen=True)
@@ -85,16 +87,19 @@ class DepthHealthMonitor:
         min_points: fewer LiDAR pixels than this in a camera gives no sample.
         min_depth, max_depth: the LiDAR depths compared (m).
         odom_tolerance: how far (s) past the buffered odometry a lookup may reach (nearest pose used).
-        odom_capacity: odometry poses kept (older ones are forgotten; memory stays flat).
+        odom_horizon: seconds of odometry kept behind the newest pose (older poses are forgotten; memory stays
+            flat).
         lidar_capacity: LiDAR sweeps kept.
+
+    Time that jumps back by more than ``JUMP_BACK`` seconds (a bag replayed in a loop) resets the monitor.
     """
 
     def __init__(self, *, camera_names: Sequence[str] = (), window: int = 20, scale_threshold: float = 0.15,
                  abs_rel_threshold: float = 0.3, max_lidar_age: float = 0.1, stale_after: float = 2.0,
                  min_points: int = 20, min_depth: float = 0.5, max_depth: float = 80.0, odom_tolerance: float = 0.05,
-                 odom_capacity: int = 500, lidar_capacity: int = 4):
-        if window < 1 or odom_capacity < 2 or lidar_capacity < 1:
-            raise ValueError('window >= 1, odom_capacity >= 2 and lidar_capacity >= 1 are required')
+                 odom_horizon: float = 5.0, lidar_capacity: int = 4):
+        if window < 1 or odom_horizon <= 0 or lidar_capacity < 1:
+            raise ValueError('window >= 1, odom_horizon > 0 and lidar_capacity >= 1 are required')
         self.window = int(window)
         self.scale_threshold = float(scale_threshold)
         self.abs_rel_threshold = float(abs_rel_threshold)
@@ -104,47 +109,54 @@ class DepthHealthMonitor:
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.odom_tolerance = float(odom_tolerance)
+        self.odom_horizon = float(odom_horizon)
         self._lock = threading.Lock()
-        self._odom: deque[tuple[float, np.ndarray]] = deque(maxlen=int(odom_capacity))
         self._lidar: deque[tuple[float, np.ndarray]] = deque(maxlen=int(lidar_capacity))
         self._camera_names = list(camera_names)
         self.reset()
 
     def reset(self) -> None:
-        """Forget every sample, sweep and pose (e.g. when a bag loops and time jumps back)."""
+        """Forget every sample, sweep and pose (done by itself when time jumps back, e.g. a bag loop)."""
         with self._lock:
-            self._odom.clear()
-            self._lidar.clear()
-            self._buffer = TransformBuffer(tolerance=self.odom_tolerance)
-            self._since_rebuild = 0
-            self._samples: dict[str, deque[HealthSample]] = {n: deque(maxlen=self.window)
-                                                              for n in self._camera_names}
-            self._reason: dict[str, str] = {n: 'no set compared with LiDAR yet' for n in self._camera_names}
-            self._latest_stamp: float | None = None
+            self._reset()
+
+    def _reset(self) -> None:
+        self._lidar.clear()
+        self._buffer = TransformBuffer(tolerance=self.odom_tolerance)
+        self._samples: dict[str, deque[HealthSample]] = {n: deque(maxlen=self.window) for n in self._camera_names}
+        self._reason: dict[str, str] = {n: 'no set compared with LiDAR yet' for n in self._camera_names}
+        self._latest_stamp: float | None = None  # newest camera stamp: what staleness is measured against
+        self._newest_time: float | None = None  # newest stamp of any input: what a jump back is measured against
+
+    def _see_time(self, t: float) -> None:
+        """Track the newest stamp; reset when time jumps back (under the lock)."""
+        if self._newest_time is not None and t < self._newest_time - JUMP_BACK:
+            self._reset()
+        if self._newest_time is None or t > self._newest_time:
+            self._newest_time = t
 
     @property
     def odometry_range(self) -> tuple[float, float] | None:
         """``(first, last)`` stamp of the odometry kept, None when there is none."""
         with self._lock:
-            return (self._odom[0][0], self._odom[-1][0]) if self._odom else None
+            try:
+                return self._buffer.time_range(_ODOM, _BASE)
+            except LookupError:
+                return None
 
     def add_odometry(self, stamp: float, T_odom_base: np.ndarray) -> None:
         """One ego pose (``nav_msgs/Odometry``'s ``pose.pose`` as 4x4, see ``messages.odometry_to_matrix``)."""
         T = np.asarray(T_odom_base, dtype=np.float64)
         with self._lock:
+            self._see_time(float(stamp))
             try:
                 self._buffer.set_transform(_ODOM, _BASE, float(stamp), T)
             except ValueError:
                 raise InputError(f'odometry at t={stamp:.6f} s is not a rigid 4x4 pose; publish a valid pose with '
                                  f'a unit quaternion') from None
-            self._odom.append((float(stamp), T))
-            self._since_rebuild += 1
-            if self._since_rebuild >= self._odom.maxlen:
-                # TransformBuffer never forgets: rebuild it from the poses kept, so memory stays flat
-                self._buffer = TransformBuffer(tolerance=self.odom_tolerance)
-                for t, pose in self._odom:
-                    self._buffer.set_transform(_ODOM, _BASE, t, pose)
-                self._since_rebuild = 0
+            first, last = self._buffer.time_range(_ODOM, _BASE)
+            if last - first > 2 * self.odom_horizon:  # trim in batches: forget_before is linear in the poses
+                self._buffer.forget_before(last - self.odom_horizon)
 
     def add_lidar(self, stamp: float, points: np.ndarray, T_base_lidar: np.ndarray | None = None) -> None:
         """One LiDAR sweep: ``points [M, >=3]`` in the LiDAR frame, ``T_base_lidar`` its mount (None = identity,
@@ -157,6 +169,7 @@ class DepthHealthMonitor:
         if T_base_lidar is not None:
             pts = transform_points(np.asarray(T_base_lidar, dtype=np.float64), pts)
         with self._lock:
+            self._see_time(float(stamp))
             self._lidar.append((float(stamp), pts.astype(np.float32)))
 
     def update(self, camera_stamps: Sequence[float], depths: Sequence[np.ndarray], cameras: Sequence[Camera],
@@ -180,6 +193,8 @@ class DepthHealthMonitor:
                 raise InputError(f'depth of {cam.name} has shape {np.shape(depth)} but its camera is '
                                  f'{cam.width} x {cam.height}; pass the camera that describes the depth map')
         with self._lock:
+            for t in camera_stamps:
+                self._see_time(float(t))
             plans = [self._plan(float(t)) for t in camera_stamps]
         results: dict[str, HealthSample | None] = {}
         reasons: dict[str, str] = {}
