@@ -188,10 +188,13 @@ class DepthHealthMonitor:
         """
         if not len(camera_stamps) == len(depths) == len(cameras):
             raise ValueError(f'got {len(camera_stamps)} stamps, {len(depths)} depth maps and {len(cameras)} cameras')
-        for cam, depth in zip(cameras, depths):
+        for i, (cam, depth) in enumerate(zip(cameras, depths)):
             if np.shape(depth) != (cam.height, cam.width):
                 raise InputError(f'depth of {cam.name} has shape {np.shape(depth)} but its camera is '
                                  f'{cam.width} x {cam.height}; pass the camera that describes the depth map')
+            if masks is not None and masks[i] is not None and np.shape(masks[i]) != np.shape(depth):
+                raise InputError(f'mask of {cam.name} has shape {np.shape(masks[i])}, its depth {np.shape(depth)}; '
+                                 f'resize the mask to the depth map')
         with self._lock:
             for t in camera_stamps:
                 self._see_time(float(t))
@@ -203,11 +206,14 @@ class DepthHealthMonitor:
                 results[cam.name], reasons[cam.name] = None, plan
                 continue
             t_lidar, points, T_corr = plan
-            gt = points_to_depth(points, cam, self.min_depth, self.max_depth,
-                                 T_correction=None if T_corr is None else T_corr)
-            mask = None if masks is None or masks[i] is None else np.asarray(masks[i], bool)
-            pred = np.asarray(depth, dtype=np.float64)
-            metrics = compute_depth_metrics(pred, gt, self.min_depth, self.max_depth, mask)
+            gt_map = points_to_depth(points, cam, self.min_depth, self.max_depth, T_correction=T_corr)
+            # only the pixels a LiDAR point hit take part: compare there, not over the whole image
+            hit = np.flatnonzero(gt_map)
+            if masks is not None and masks[i] is not None:
+                hit = hit[np.asarray(masks[i], bool).reshape(-1)[hit]]
+            gt = gt_map.reshape(-1)[hit].astype(np.float64)
+            pred = np.asarray(depth).reshape(-1)[hit].astype(np.float64)
+            metrics = compute_depth_metrics(pred, gt, self.min_depth, self.max_depth)
             n = 0 if metrics is None else int(metrics['count'])
             if n < self.min_points:
                 results[cam.name] = None
@@ -215,8 +221,6 @@ class DepthHealthMonitor:
                                      f'needed)')
                 continue
             valid = (gt > self.min_depth) & (gt < self.max_depth) & np.isfinite(pred) & (pred > 0)
-            if mask is not None:
-                valid &= mask
             scale = float(np.median(gt[valid] / pred[valid])) if valid.any() else float('nan')
             results[cam.name] = HealthSample(stamp=float(t), abs_rel=float(metrics['abs_rel']), scale=scale,
                                              n_points=n, lidar_dt=float(t) - t_lidar, compensated=T_corr is not None)
