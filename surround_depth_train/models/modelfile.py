@@ -12,7 +12,7 @@ key                value
 ``input_size``     ``[height, width]`` the model was trained / is meant to run at
 ``normalisation``  ``{'mean': [r, g, b], 'std': [r, g, b]}`` applied inside the model (for reference)
 ``depth_range``    ``[min_depth, max_depth]`` metres
-``head``           ``None`` or ``{'type': 'metric_bins', 'n_bins': K, 'bin_centers_type': ...}``
+``head``           ``None`` or ``{'type': 'metric_bins'|'adabins'|'localbins', 'n_bins': K, 'bin_centers_type': ...}``
 ``training_rig``   (version 2) ``None`` or, per camera of the training rig in rig order,
                    ``{'name': str, 'K': 3x3 list, 'width': int, 'height': int}`` with ``K`` at the network
                    input size (``width, height == input_size[1], input_size[0]``)
@@ -83,7 +83,7 @@ def _describe_head(model: nn.Module) -> dict[str, Any] | None:
     if not getattr(model, 'has_bins', False):
         return None
     head = getattr(model, 'metric_bins', None)
-    info: dict[str, Any] = {'type': 'metric_bins'}
+    info: dict[str, Any] = {'type': str(getattr(head, 'head_type', 'metric_bins'))}  # or adabins / localbins
     if head is not None:
         info.update(n_bins=int(head.n_bins), bin_centers_type=str(head.bin_centers_type))
     return info

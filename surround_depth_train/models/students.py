@@ -13,7 +13,14 @@ name                      architecture                                          
 ``monovit_mb``            + MetricBins                                            28,305,869 (28.31 M)
 ``timm_student[_mb]``     any timm ``features_only`` CNN (``backbone=``) + Monodepth2 decoder
 ``tiny_student[_mb]``     timm ``test_efficientnet`` + a narrow decoder (+ small bins): trains in seconds on CPU
+``monodepth2_ab``         + AdaBins (Table IV)                                    16,379,156 (16.36 M)
+``monodepth2_lb``         + LocalBins (Table IV)                                  15,042,896 (18.20 M)
+``{hrdepth,monovit,tiny_student}_{ab,lb}``  the other students with the Table IV heads
 ========================  ======================================================  =========================
+
+The ``_ab`` / ``_lb`` heads (``bins.adabins``, ``bins.localbins``) return the same ``DepthOutput`` (per-pixel
+``centers`` and ``probs``, 64 bins by default so they pair with the teacher's for CKD and VRKD); their docstrings
+explain the parameter counts against Table IV.
 
 Where MetricBins taps the networks (this is what makes the head's share +0.70 M for the ResNet students and
 +0.44 M for MonoViT): the bottleneck is the deepest encoder feature (512 channels for ResNet-18, the raw 288-channel
@@ -31,6 +38,8 @@ import torch
 from torch import Tensor, nn
 
 from surround_depth_train.models.bins import MetricBins
+from surround_depth_train.models.bins.adabins import AdaBins
+from surround_depth_train.models.bins.localbins import LocalBins
 from surround_depth_train.models.decoders import HRDepthDecoder, Monodepth2Decoder, disparity_to_depth
 from surround_depth_train.models.encoders import TimmEncoder, mpvit_small
 from surround_depth_train.models.output import DepthOutput
@@ -43,6 +52,7 @@ IDENTITY_NORMALISATION = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))            # MonoViT
 TINY_BINS = {'n_bins': 16, 'bin_embedding_dim': 16}
 DEFAULT_MIN_DEPTH = 0.1
 DEFAULT_MAX_DEPTH = 80.0
+BINS_HEADS = {'metric_bins': MetricBins, 'adabins': AdaBins, 'localbins': LocalBins}
 
 
 class DepthStudent(nn.Module):
@@ -52,12 +62,15 @@ class DepthStudent(nn.Module):
         encoder: returns features finest first (``channels`` attribute).
         decoder: ``(features, out_size) -> DecoderOutput`` with ``feature_channels`` coarse -> fine.
         min_depth, max_depth: metres; the disparity mapping's range and the bins' defaults.
-        bins: ``None`` for a plain student, else MetricBins keyword overrides (``{}`` for the defaults).
+        bins: ``None`` for a plain student, else the head's keyword overrides (``{}`` for the defaults).
         normalisation: ``(mean, std)`` per RGB channel applied inside the model.
+        head: the bins head: ``'metric_bins'`` (MetricBins), ``'adabins'`` or ``'localbins'`` (Table IV); it sits
+            in ``self.metric_bins`` whichever it is (one attribute, so every caller finds the head in one place).
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, *, min_depth: float, max_depth: float,
-                 bins: Mapping[str, Any] | None, normalisation: tuple[Sequence[float], Sequence[float]]):
+                 bins: Mapping[str, Any] | None, normalisation: tuple[Sequence[float], Sequence[float]],
+                 head: str = 'metric_bins'):
         super().__init__()
         if not 0 < min_depth < max_depth:
             raise ValueError(f'need 0 < min_depth < max_depth, got min_depth={min_depth}, max_depth={max_depth}')
@@ -69,16 +82,19 @@ class DepthStudent(nn.Module):
         self.normalisation = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
         self.register_buffer('pixel_mean', torch.tensor(self.normalisation[0]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('pixel_std', torch.tensor(self.normalisation[1]).view(1, 3, 1, 1), persistent=False)
-        self.metric_bins: MetricBins | None = None
+        self.metric_bins: MetricBins | AdaBins | LocalBins | None = None
         if bins is not None:
             stage = list(decoder.feature_channels)
-            head_kwargs = {'min_depth': self.min_depth, 'max_depth': self.max_depth,
-                           'n_attractors': (16, 8, 4, 1)[:len(stage) - 1] if len(stage) <= 5 else None}
+            if head not in BINS_HEADS:
+                raise ValueError(f'unknown bins head {head!r}; use one of {sorted(BINS_HEADS)}')
+            head_kwargs: dict[str, Any] = {'min_depth': self.min_depth, 'max_depth': self.max_depth}
+            if head == 'metric_bins':
+                head_kwargs['n_attractors'] = (16, 8, 4, 1)[:len(stage) - 1] if len(stage) <= 5 else None
             head_kwargs.update(dict(bins))
-            if head_kwargs['n_attractors'] is None:
+            if head_kwargs.get('n_attractors', ()) is None:
                 raise ValueError(f'{len(stage) - 1} refinement stages: pass bins={{"n_attractors": [...]}}')
-            self.metric_bins = MetricBins(bottleneck_channels=encoder.channels[-1], stage_channels=stage[:-1],
-                                          last_channels=stage[-1], **head_kwargs)
+            self.metric_bins = BINS_HEADS[head](bottleneck_channels=encoder.channels[-1], stage_channels=stage[:-1],
+                                                last_channels=stage[-1], **head_kwargs)
         # The deepest feature (stride r, ceil-rounded) must keep two pixels per side for the decoder's 3x3
         # reflection padding: sides of more than r pixels.
         self.min_input_side = int(getattr(encoder, 'reductions', [32])[-1]) + 1
@@ -133,37 +149,38 @@ def _finish(model: DepthStudent, pretrained: str | None, family: str) -> DepthSt
 
 
 def _monodepth2(with_head: bool, name: str, min_depth: float, max_depth: float, pretrained: str | None,
-                bins: Mapping[str, Any] | None) -> DepthStudent:
+                bins: Mapping[str, Any] | None, head: str = 'metric_bins') -> DepthStudent:
     encoder = TimmEncoder('resnet18')
     model = DepthStudent(encoder, Monodepth2Decoder(encoder.channels), min_depth=min_depth, max_depth=max_depth,
-                         bins=_bins_arg(bins, with_head, name), normalisation=MONODEPTH2_NORMALISATION)
+                         bins=_bins_arg(bins, with_head, name), normalisation=MONODEPTH2_NORMALISATION, head=head)
     return _finish(model, pretrained, 'monodepth2')
 
 
 def _hrdepth(with_head: bool, name: str, min_depth: float, max_depth: float, pretrained: str | None,
-             bins: Mapping[str, Any] | None) -> DepthStudent:
+             bins: Mapping[str, Any] | None, head: str = 'metric_bins') -> DepthStudent:
     encoder = TimmEncoder('resnet18')
     model = DepthStudent(encoder, HRDepthDecoder(encoder.channels), min_depth=min_depth, max_depth=max_depth,
-                         bins=_bins_arg(bins, with_head, name), normalisation=MONODEPTH2_NORMALISATION)
+                         bins=_bins_arg(bins, with_head, name), normalisation=MONODEPTH2_NORMALISATION, head=head)
     return _finish(model, pretrained, 'hrdepth')
 
 
 def _monovit(with_head: bool, name: str, min_depth: float, max_depth: float, pretrained: str | None,
-             bins: Mapping[str, Any] | None, drop_path_rate: float) -> DepthStudent:
+             bins: Mapping[str, Any] | None, drop_path_rate: float, head: str = 'metric_bins') -> DepthStudent:
     encoder = mpvit_small(drop_path_rate=drop_path_rate, monovit=True)
     decoder = HRDepthDecoder((64, 64, 128, 256, 512), input_channels=encoder.channels, disp_name='dispconv{}')
     model = DepthStudent(encoder, decoder, min_depth=min_depth, max_depth=max_depth,
-                         bins=_bins_arg(bins, with_head, name), normalisation=IDENTITY_NORMALISATION)
+                         bins=_bins_arg(bins, with_head, name), normalisation=IDENTITY_NORMALISATION, head=head)
     return _finish(model, pretrained, 'monovit')
 
 
 def _timm(with_head: bool, name: str, backbone: str, decoder_channels: Sequence[int] | None, min_depth: float,
-          max_depth: float, pretrained: str | None, bins: Mapping[str, Any] | None) -> DepthStudent:
+          max_depth: float, pretrained: str | None, bins: Mapping[str, Any] | None,
+          head: str = 'metric_bins') -> DepthStudent:
     encoder = TimmEncoder(backbone)
     decoder = Monodepth2Decoder(encoder.channels, decoder_channels)
     model = DepthStudent(encoder, decoder, min_depth=min_depth, max_depth=max_depth,
                          bins=_bins_arg(bins, with_head, name),
-                         normalisation=(encoder.imagenet_mean, encoder.imagenet_std))
+                         normalisation=(encoder.imagenet_mean, encoder.imagenet_std), head=head)
     return _finish(model, pretrained, 'timm')
 
 
@@ -242,3 +259,70 @@ def tiny_student_mb(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEF
     """``tiny_student`` + MetricBins with 16 bins and a 16-dim embedding (override with ``bins``)."""
     return _timm(True, 'tiny_student', 'test_efficientnet', (4, 8, 16, 32, 64), min_depth, max_depth, pretrained,
                  {**TINY_BINS, **(bins or {})})
+
+
+# ---- Table IV: the students with the AdaBins (``_ab``) and LocalBins (``_lb``) heads instead of MetricBins ----
+
+TINY_ADABINS = {'n_bins': 16, 'embedding_dim': 16, 'patch_size': 8, 'num_layers': 1, 'ff_dim': 32,
+                'regressor_hidden': 32, 'max_positions': 64}
+TINY_LOCALBINS = {'n_bins': 16, 'bin_embedding_dim': 16, 'seed_hidden': 16, 'hidden': 16}
+
+
+@register_model('monodepth2_ab')
+def monodepth2_ab(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
+                  pretrained: str | None = None, bins: Mapping[str, Any] | None = None) -> DepthStudent:
+    """Monodepth2 (ResNet-18) + AdaBins (16,379,156 parameters; Table IV: 16.36 M, see ``bins.adabins``)."""
+    return _monodepth2(True, 'monodepth2', min_depth, max_depth, pretrained, bins, head='adabins')
+
+
+@register_model('monodepth2_lb')
+def monodepth2_lb(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
+                  pretrained: str | None = None, bins: Mapping[str, Any] | None = None) -> DepthStudent:
+    """Monodepth2 (ResNet-18) + LocalBins (15,042,896 parameters; Table IV: 18.20 M, see ``bins.localbins``)."""
+    return _monodepth2(True, 'monodepth2', min_depth, max_depth, pretrained, bins, head='localbins')
+
+
+@register_model('hrdepth_ab')
+def hrdepth_ab(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
+               pretrained: str | None = None, bins: Mapping[str, Any] | None = None) -> DepthStudent:
+    """HR-Depth (ResNet-18) + AdaBins."""
+    return _hrdepth(True, 'hrdepth', min_depth, max_depth, pretrained, bins, head='adabins')
+
+
+@register_model('hrdepth_lb')
+def hrdepth_lb(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
+               pretrained: str | None = None, bins: Mapping[str, Any] | None = None) -> DepthStudent:
+    """HR-Depth (ResNet-18) + LocalBins."""
+    return _hrdepth(True, 'hrdepth', min_depth, max_depth, pretrained, bins, head='localbins')
+
+
+@register_model('monovit_ab')
+def monovit_ab(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
+               pretrained: str | None = None, bins: Mapping[str, Any] | None = None,
+               drop_path_rate: float = 0.2) -> DepthStudent:
+    """MonoViT + AdaBins."""
+    return _monovit(True, 'monovit', min_depth, max_depth, pretrained, bins, drop_path_rate, head='adabins')
+
+
+@register_model('monovit_lb')
+def monovit_lb(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
+               pretrained: str | None = None, bins: Mapping[str, Any] | None = None,
+               drop_path_rate: float = 0.2) -> DepthStudent:
+    """MonoViT + LocalBins."""
+    return _monovit(True, 'monovit', min_depth, max_depth, pretrained, bins, drop_path_rate, head='localbins')
+
+
+@register_model('tiny_student_ab')
+def tiny_student_ab(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
+                    pretrained: str | None = None, bins: Mapping[str, Any] | None = None) -> DepthStudent:
+    """``tiny_student`` + a small AdaBins (16 bins, 8 x 8 patches, one transformer layer of width 16)."""
+    return _timm(True, 'tiny_student', 'test_efficientnet', (4, 8, 16, 32, 64), min_depth, max_depth, pretrained,
+                 {**TINY_ADABINS, **(bins or {})}, head='adabins')
+
+
+@register_model('tiny_student_lb')
+def tiny_student_lb(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
+                    pretrained: str | None = None, bins: Mapping[str, Any] | None = None) -> DepthStudent:
+    """``tiny_student`` + a small LocalBins (1 seed bin split four times into 16, embedding 16)."""
+    return _timm(True, 'tiny_student', 'test_efficientnet', (4, 8, 16, 32, 64), min_depth, max_depth, pretrained,
+                 {**TINY_LOCALBINS, **(bins or {})}, head='localbins')
