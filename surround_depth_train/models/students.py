@@ -37,9 +37,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from surround_depth_train.models.bins import MetricBins
-from surround_depth_train.models.bins.adabins import AdaBins
-from surround_depth_train.models.bins.localbins import LocalBins
+from surround_depth_train.models.bins import AdaBins, LocalBins, MetricBins
 from surround_depth_train.models.decoders import HRDepthDecoder, Monodepth2Decoder, disparity_to_depth
 from surround_depth_train.models.encoders import TimmEncoder, mpvit_small
 from surround_depth_train.models.output import DepthOutput

@@ -6,15 +6,19 @@
 - ``head``: ``MetricBins``, ``BinsOutput`` and ``resize_bins``;
 - ``banded``: the inference path (no autograd), the same function computed image by image in cache-sized bands;
 - ``confidence``: per-pixel confidence ``1 - H(P) / log K`` from the bin probabilities;
-- ``pixelwise``: the channels-last layout the head computes in.
+- ``pixelwise``: the channels-last layout the head computes in;
+- ``adabins``, ``localbins``: the Table IV alternatives (AdaBins: one set of bins per image from a mini-ViT;
+  LocalBins: per-pixel bins split at every decoder stage), with MetricBins' call signature and output.
 """
+from surround_depth_train.models.bins.adabins import AdaBins
 from surround_depth_train.models.bins.attractor import AttractorLayer, exponential_attraction, inverse_attraction
 from surround_depth_train.models.bins.confidence import bin_confidence
 from surround_depth_train.models.bins.head import BIN_CENTERS_TYPES, BinsOutput, MetricBins, expected_depth, resize_bins
+from surround_depth_train.models.bins.localbins import LocalBins
 from surround_depth_train.models.bins.log_binomial import (ConditionalLogBinomial, LogBinomial, log_binomial_coefficient,
                                                           softplus_inference)
 from surround_depth_train.models.bins.seed import Projector, SeedBinRegressor
 
 __all__ = ['BinsOutput', 'MetricBins', 'resize_bins', 'expected_depth', 'bin_confidence', 'BIN_CENTERS_TYPES',
            'AttractorLayer', 'inverse_attraction', 'exponential_attraction', 'ConditionalLogBinomial', 'LogBinomial',
-           'log_binomial_coefficient', 'softplus_inference', 'Projector', 'SeedBinRegressor']
+           'log_binomial_coefficient', 'softplus_inference', 'Projector', 'SeedBinRegressor', 'AdaBins', 'LocalBins']
