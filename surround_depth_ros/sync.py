@@ -16,9 +16,9 @@ the slop). Frames up to and including those of an emitted set are discarded; lat
 grows past ``queue_size`` drops its oldest frame (``dropped``), and that camera may not be the pivot until the
 search has moved past it (a dropped frame could have made a better set). Each step of the sweep reads one head
 per camera, so the work per message is linear in the number of cameras (message_filters' Python synchroniser
-tries every combination of queued messages instead). ``age_penalty`` defaults to message_filters' 0.1: it lets a
-set out up to a frame earlier, e.g. nuScenes' six stamps (offsets 0..42 ms at 12 Hz) are emitted when the first
-camera's next image arrives instead of waiting for most of the next round.
+tries every combination of queued messages instead). ``age_penalty`` defaults to message_filters' 0.1: it favours
+the older set slightly, so sets are proven sooner; with nuScenes' stamps (offsets 0..42 ms at 12 Hz) a set goes out
+when the first camera's next image arrives (with 0, when the second one's does).
 
 **Partial sets.** A camera is *silent* when no image of it was accepted for longer than ``timeout`` on the node's
 clock (``now``, sim time under replay) while another camera was heard within the timeout. A silent camera leaves
