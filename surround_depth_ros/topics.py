@@ -12,6 +12,7 @@ topic                                   type                        content
 ``/<cam>/depth/camera_info``            sensor_msgs/CameraInfo      node output: the rectified geometry of depth
 ``/<cam>/depth/confidence``             sensor_msgs/Image           node output: 32FC1 in [0, 1]
 ``/<cam>/depth/colorized``              sensor_msgs/Image           node output: rgb8 picture of the depth
+``/<cam>/depth_gt/image``               sensor_msgs/Image           converters (optional): LiDAR GT depth, 32FC1
 ======================================  ==========================  ==============================================
 
 Shared: ``/lidar/points`` (PointCloud2 x, y, z, intensity, ring as float32, in the LiDAR's own frame),
@@ -24,7 +25,7 @@ LiDAR, ``base_link`` (REP 103: x forward, y left, z up) and ``odom``.
 from __future__ import annotations
 
 __all__ = ['image_topic', 'compressed_topic', 'camera_info_topic', 'depth_topic', 'depth_info_topic',
-           'confidence_topic', 'colorized_topic', 'optical_frame', 'LIDAR_TOPIC', 'LIDAR_FRAME', 'TF_TOPIC',
+           'confidence_topic', 'colorized_topic', 'gt_depth_topic', 'optical_frame', 'LIDAR_TOPIC', 'LIDAR_FRAME', 'TF_TOPIC',
            'TF_STATIC_TOPIC', 'ODOM_TOPIC', 'CLOCK_TOPIC', 'CLOUD_TOPIC', 'DIAGNOSTICS_TOPIC', 'BASE_FRAME',
            'ODOM_FRAME']
 
@@ -73,6 +74,11 @@ def confidence_topic(camera: str) -> str:
 def colorized_topic(camera: str) -> str:
     """``/<cam>/depth/colorized``: an rgb8 picture of the depth for people."""
     return f'/{camera}/depth/colorized'
+
+
+def gt_depth_topic(camera: str) -> str:
+    """``/<cam>/depth_gt/image``: ground-truth depth a converter projected from the LiDAR (32FC1, NaN = none)."""
+    return f'/{camera}/depth_gt/image'
 
 
 def optical_frame(camera: str) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 
 from surround_depth_train.data import schema as S
 from surround_depth_train.data.assemble import assemble_sample, read_rgb
-from surround_depth_train.geometry.rig import RIG_PRESETS, Camera, CameraRig
+from surround_depth_train.geometry.rig import RIG_PRESETS, Camera, CameraRig, LidarMount
 from surround_depth_train.geometry.transforms import invert_transform, make_transform, transform_points
 
 __all__ = ['DDAD_CAMERAS', 'LIDAR_NAME', 'MIN_DEPTH', 'MAX_DEPTH', 'IMAGE_SIZE', 'dgp_pose', 'dgp_distortion',
@@ -243,7 +243,9 @@ class DDADDataset(S.SurroundDataset):
     def native_rig(self, index: int) -> CameraRig:
         """The rig of sample ``index`` at native resolution (after undistortion: a pinhole with the same K)."""
         return CameraRig([Camera(name=c['name'], K=c['K'], width=c['width'], height=c['height'],
-                                 T_base_cam=c['T_base_sensor']) for c in self.records[index]['cameras']])
+                                 T_base_cam=c['T_base_sensor'])
+                          for c in self.records[index]['cameras']],
+                         lidar=LidarMount('lidar', self.records[index]['lidar']['T_base_sensor']))
 
     def lidar_base(self, index: int) -> np.ndarray:
         """The sweep of sample ``index`` in base_link: ``[M, 4]`` x, y, z, intensity."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from surround_depth_train.data import schema as S
 from surround_depth_train.data.assemble import assemble_sample, read_rgb
-from surround_depth_train.geometry.rig import RIG_PRESETS, Camera, CameraRig
+from surround_depth_train.geometry.rig import RIG_PRESETS, Camera, CameraRig, LidarMount
 from surround_depth_train.geometry.transforms import make_transform, transform_points
 
 __all__ = ['NUSCENES_CAMERAS', 'LIDAR_CHANNEL', 'MIN_DEPTH', 'MAX_DEPTH', 'IMAGE_SIZE', 'VERSIONS', 'open_nuscenes',
@@ -210,7 +210,7 @@ class NuScenesDataset(S.SurroundDataset):
         for name, rec in zip(NUSCENES_CAMERAS, self.records[index]['cameras']):
             cams.append(Camera(name=name, K=rec['K'], width=rec['width'], height=rec['height'],
                                T_base_cam=rec['T_base_sensor']))
-        return CameraRig(cams)
+        return CameraRig(cams, lidar=LidarMount('lidar', self.records[index]['lidar']['T_base_sensor']))
 
     def lidar_base(self, index: int) -> np.ndarray:
         """The key-frame sweep of sample ``index`` in base_link at the LiDAR stamp: ``[M, 4]`` x, y, z, intensity."""

@@ -17,6 +17,10 @@ Rig YAML (quaternions in ROS order x, y, z, w; ``T_base_cam`` = base_link <- cam
         distortion: [0, 0, 0, 0, 0]      # optional, OpenCV plumb_bob (k1, k2, p1, p2, k3)
         translation: [x, y, z]           # metres, in base_link
         rotation: [x, y, z, w]           # or rotation_matrix: 3x3 row-major
+    lidar:                               # optional: the LiDAR's mount (bag converters write it)
+      frame_id: lidar
+      translation: [x, y, z]             # base_link <- lidar
+      rotation: [x, y, z, w]
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from surround_depth_train.atomic import atomic_write
 from surround_depth_train.geometry.camera import check_intrinsics, crop_intrinsics, resize_intrinsics
 from surround_depth_train.geometry.transforms import is_rotation_matrix, make_transform, matrix_to_quat
 
-__all__ = ['Camera', 'CameraRig', 'RigError', 'RIG_PRESETS', 'preset_camera_names', 'optical_rotation',
+__all__ = ['Camera', 'CameraRig', 'LidarMount', 'RigError', 'RIG_PRESETS', 'preset_camera_names', 'optical_rotation',
            'synthetic_surround_rig']
 
 
@@ -163,11 +167,39 @@ class Camera:
 
 
 @dataclass
+class LidarMount:
+    """Where the LiDAR sits: its TF frame and ``T_base_lidar`` (base_link <- LiDAR frame)."""
+
+    frame_id: str
+    T_base_lidar: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.T_base_lidar = np.asarray(self.T_base_lidar, dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {'frame_id': self.frame_id, 'translation': self.T_base_lidar[:3, 3].tolist(),
+                'rotation': matrix_to_quat(self.T_base_lidar[:3, :3]).tolist()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = 'lidar') -> 'LidarMount':
+        if not isinstance(d, Mapping) or not {'frame_id', 'translation', 'rotation'} <= set(d):
+            raise RigError(f'{where}: expected a mapping with frame_id, translation [x, y, z] and rotation '
+                           f'[x, y, z, w]')
+        q = np.asarray(d['rotation'], dtype=np.float64)
+        t = np.asarray(d['translation'], dtype=np.float64)
+        if q.shape != (4,) or t.shape != (3,) or abs(np.linalg.norm(q) - 1.0) > 1e-3:
+            raise RigError(f'{where}: rotation must be a unit quaternion [x, y, z, w] and translation [x, y, z]')
+        return cls(str(d['frame_id']), make_transform(q, t))
+
+
+@dataclass
 class CameraRig:
-    """Cameras in cyclic order around the vehicle, and the base frame their extrinsics are expressed in."""
+    """Cameras in cyclic order around the vehicle, the base frame their extrinsics are expressed in, and
+    optionally the LiDAR's mount."""
 
     cameras: list[Camera]
     base_frame: str = 'base_link'
+    lidar: LidarMount | None = None
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.cameras]
@@ -209,10 +241,13 @@ class CameraRig:
         return np.stack([c.T_base_cam for c in self.cameras])
 
     def resized(self, width: int, height: int) -> 'CameraRig':
-        return CameraRig([c.resized(width, height) for c in self.cameras], self.base_frame)
+        return CameraRig([c.resized(width, height) for c in self.cameras], self.base_frame, self.lidar)
 
     def to_dict(self) -> dict[str, Any]:
-        return {'base_frame': self.base_frame, 'cameras': [c.to_dict() for c in self.cameras]}
+        out = {'base_frame': self.base_frame, 'cameras': [c.to_dict() for c in self.cameras]}
+        if self.lidar is not None:
+            out['lidar'] = self.lidar.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = 'rig') -> 'CameraRig':
@@ -222,7 +257,8 @@ class CameraRig:
         if not isinstance(cams, Sequence) or isinstance(cams, str) or not cams:
             raise RigError(f'{source}: field cameras must be a non-empty list')
         cameras = [Camera.from_dict(c, f'{source}: cameras[{i}]') for i, c in enumerate(cams)]
-        rig = cls(cameras, str(d.get('base_frame', 'base_link')))
+        lidar = LidarMount.from_dict(d['lidar'], f'{source}: lidar') if d.get('lidar') is not None else None
+        rig = cls(cameras, str(d.get('base_frame', 'base_link')), lidar)
         preset = d.get('preset')
         if preset is not None:
             expected = preset_camera_names(preset)
