@@ -60,6 +60,8 @@ class LidarEvent:
 
 @dataclass
 class SceneStats:
+    """What one scene wrote: messages, events skipped as broken, and why."""
+
     messages: int = 0
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
@@ -85,6 +87,7 @@ def write_scene(writer: BagWriter, rig: CameraRig, events: Iterable[CameraEvent 
     if rig.lidar is None:
         raise ConfigError('the rig has no LiDAR mount; converters need it for /tf_static and /lidar/points')
     stats = SceneStats()
+    before = sum(writer.counts.values())
     cams = {c.name: c for c in rig.cameras}
     origin: np.ndarray | None = None
     prev: tuple[float, np.ndarray] | None = None
@@ -127,5 +130,5 @@ def write_scene(writer: BagWriter, rig: CameraRig, events: Iterable[CameraEvent 
             gt = np.asarray(ev.depth(), dtype=np.float32).copy()
             gt[gt <= 0] = np.nan  # REP 118: NaN = no measurement
             writer.write(topics.gt_depth_topic(cam.name), image_msg(ns, cam.frame_id, gt, '32FC1'), ns)
-    stats.messages = sum(writer.counts.values())
+    stats.messages = sum(writer.counts.values()) - before
     return stats

@@ -106,6 +106,9 @@ def test_nuscenes_bag_holds_every_sample_data_at_its_own_stamp_with_its_calibrat
             assert np.allclose([p.x, p.y, p.z], T[:3, 3], atol=1e-6)
             assert np.allclose(quat_to_matrix([q.x, q.y, q.z, q.w]), T[:3, :3], atol=1e-6)
             assert odom.header.frame_id == 'odom' and odom.child_frame_id == 'base_link'
+            if ns != sd_stamps[0]:  # the fixture's ego drives at 8 m/s, turning at 0.2 rad/s
+                v, w = odom.twist.twist.linear, odom.twist.twist.angular
+                assert abs(np.hypot(v.x, v.y) - 8.0) < 0.05 and abs(w.z - 0.2) < 0.01
     # /tf_static: base_link -> every sensor frame, from calibrated_sensor
     static = bag[topics.TF_STATIC_TOPIC][0][1].transforms
     frames = {t.child_frame_id: t for t in static}
