@@ -11,7 +11,7 @@ import numpy as np
 
 from surround_depth_train.atomic import atomic_write
 
-__all__ = ['colorize_depth', 'overlay_sparse_depth', 'mosaic', 'label', 'save_png']
+__all__ = ['colorize_depth', 'colorize_error', 'overlay_sparse_depth', 'mosaic', 'label', 'save_png']
 
 
 def colorize_depth(depth: np.ndarray, min_depth: float = 0.5, max_depth: float = 80.0,
@@ -31,6 +31,21 @@ def colorize_depth(depth: np.ndarray, min_depth: float = 0.5, max_depth: float =
     rgb = matplotlib.colormaps['magma'](t)[..., :3]
     out = (rgb * 255).astype(np.uint8)
     out[~valid] = np.asarray(invalid_color, dtype=np.uint8)
+    return out
+
+
+def colorize_error(error: np.ndarray, max_error: float = 0.5, valid: np.ndarray | None = None,
+                   invalid_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
+    """Colour a relative error map (e.g. ``|pred - gt| / gt``) with 'inferno' on ``[0, max_error]``: black = right,
+    yellow = ``max_error`` or worse. Pixels outside ``valid`` (or not finite) get ``invalid_color``."""
+    import matplotlib
+
+    error = np.asarray(error, dtype=np.float32)
+    ok = np.isfinite(error) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(error))
+    t = np.zeros_like(error)
+    t[ok] = np.clip(error[ok] / max_error, 0.0, 1.0)
+    out = (matplotlib.colormaps['inferno'](t)[..., :3] * 255).astype(np.uint8)
+    out[~ok] = np.asarray(invalid_color, dtype=np.uint8)
     return out
 
 

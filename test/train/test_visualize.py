@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from surround_depth_train.visualize import colorize_depth, mosaic, overlay_sparse_depth, save_png
+from surround_depth_train.visualize import colorize_depth, colorize_error, mosaic, overlay_sparse_depth, save_png
 
 
 def test_near_depth_is_brighter_than_far_and_invalid_is_black():
@@ -27,3 +27,11 @@ def test_mosaic_tiles_rows_and_png_round_trips(tmp_path):
     save_png(tmp_path / 'g.png', grid)
     back = cv2.imread(str(tmp_path / 'g.png'))[..., ::-1]
     assert np.array_equal(back, grid)
+
+
+def test_larger_error_is_brighter_saturates_at_max_and_invalid_is_black():
+    rgb = colorize_error(np.array([[0.0, 0.2, 0.5, 2.0, np.nan, 0.1]]), max_error=0.5,
+                         valid=np.array([[True, True, True, True, True, False]]))
+    sums = rgb[0].astype(int).sum(axis=1)
+    assert sums[0] < sums[1] < sums[2] and (rgb[0, 2] == rgb[0, 3]).all()
+    assert (rgb[0, 4] == 0).all() and (rgb[0, 5] == 0).all()
