@@ -102,6 +102,10 @@ def render_markdown(result: Mapping[str, Any], baseline: Mapping[str, Any] | Non
                        f'| {name} | {value["median"]:.4f} | {value["mean"]:.4f} | {value["count"]} |')
         rig = cons['rig']
         out.append(f'| **rig** | {"-" if rig is None else f"{rig:.4f}"} | | |')
+        base_rig = ((baseline or {}).get('consistency') or {}).get('rig')
+        if base_rig is not None:
+            name = (baseline.get('model') or {}).get('name', 'the baseline')
+            out += ['', f'The baseline `{name}` has a rig median of {base_rig:.4f}.']
         if cons.get('dense_reference') is not None:
             out += ['', f'The same measure on the dense ground truth (the floor set by the geometry): '
                         f'{cons["dense_reference"]:.2g}.']
