@@ -83,17 +83,6 @@ def test_silog_of_a_perfect_prediction_is_zero_with_a_finite_gradient():
     assert torch.isfinite(pred.grad).all()
 
 
-@pytest.mark.parametrize('loss', [silog_loss, l1_loss])
-def test_depth_losses_compute_in_fp32_under_bf16_autocast(loss):
-    torch.manual_seed(2)
-    pred = (torch.rand(2, 1, 8, 8) * 30 + 1).bfloat16()
-    target = (torch.rand(2, 1, 8, 8) * 30 + 1).bfloat16()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = loss(pred, target)
-    assert out.dtype == torch.float32
-    assert out.item() == pytest.approx(loss(pred.float(), target.float()).item(), rel=1e-6)
-
-
 def test_valid_pixels_rejects_a_non_bool_mask_with_a_fix():
     with pytest.raises(TypeError, match='bool'):
         valid_pixels(torch.ones(1, 2, 2), torch.ones(1, 2, 2), torch.ones(1, 2, 2))
