@@ -87,7 +87,7 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
     flat = {}
     for key, value in mapping.items():
         dotted = f'{prefix}{key}'
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping):  # an empty mapping (no kwargs) has no leaves, like an absent one
             flat.update(_flatten(value, dotted + '.'))
         else:
             flat[dotted] = list(value) if isinstance(value, tuple) else value
