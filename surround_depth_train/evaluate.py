@@ -51,6 +51,10 @@ def run_evaluation(model_path: str | Path, *, config: str | Path | None = None, 
     from surround_depth_train.models.modelfile import load_model
 
     model_path = Path(model_path)
+    if samples is not None and samples < 1:
+        raise ConfigError(f'--samples {samples}: evaluate at least one camera set (or leave --samples out for all)')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise ConfigError(f'--device {device}: this machine has no CUDA device; use --device cpu (or auto)')
     bad = [o for o in overrides if not o.startswith('data.')]
     if bad:
         raise ConfigError(f'overrides {bad}: evaluation takes data.* overrides only (e.g. data.val_samples=32 '

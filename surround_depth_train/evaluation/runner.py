@@ -112,6 +112,9 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
     n_cams = len(names)
     lo, hi = float(dataset.min_depth), float(dataset.max_depth)
     count = len(dataset) if max_samples is None else min(len(dataset), int(max_samples))
+    if count < 1:
+        raise ValueError(f'nothing to evaluate: the dataset has {len(dataset)} samples and max_samples is '
+                         f'{max_samples}')
     subset = torch.utils.data.Subset(dataset, range(count))
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_surround,
                         num_workers=num_workers)

@@ -68,6 +68,10 @@ def test_evaluate_refuses_bad_input_with_one_line(model_file, tmp_path, capsys):
     assert 'no file at' in capsys.readouterr().err
     assert main(['--model', str(tmp_path / 'missing.pt')]) == 2
     assert 'no model file' in capsys.readouterr().err
+    assert main(['--model', str(model_file), '--samples', '0']) == 2
+    assert 'at least one camera set' in capsys.readouterr().err
+    assert main(['--model', str(model_file), '--dataset', 'nuscenes']) == 2  # through the trainer's builder
+    assert 'data.root' in capsys.readouterr().err
 
 
 class NaNCorner(nn.Module):
