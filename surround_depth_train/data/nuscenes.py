@@ -181,12 +181,15 @@ class NuScenesDataset(S.SurroundDataset):
                                  f'a camera or {LIDAR_CHANNEL}); check the sample_data table')
         if self.skipped:
             warnings.warn(f'nuScenes {version} {split}: skipped {self.skipped} key frame(s) that lack one of the six '
-                          f'cameras or {LIDAR_CHANNEL}', stacklevel=2)
+                          f'cameras or {LIDAR_CHANNEL}, e.g. {self.first_skipped} in {self.root / version}/'
+                          f'sample_data.json; re-extract the metadata, or leave the scene out with '
+                          f'data.train_scenes / data.val_scenes', stacklevel=2)
         self.rig = self.native_rig(0).resized(w, h)
 
     def _index(self, nusc) -> tuple[list[dict[str, Any]], int]:
         by_name = {s['name']: s for s in nusc.scene}
         records, skipped = [], 0
+        self.first_skipped = ''
         for name in self.scenes:
             token, frame = by_name[name]['first_sample_token'], 0
             while token:
@@ -198,6 +201,9 @@ class NuScenesDataset(S.SurroundDataset):
                                     'lidar': _sensor_record(nusc, channels[LIDAR_CHANNEL])})
                 else:
                     skipped += 1
+                    if not self.first_skipped:
+                        lacking = [c for c in NUSCENES_CAMERAS + (LIDAR_CHANNEL,) if c not in channels]
+                        self.first_skipped = f'{name} frame {frame} (sample {token}) has no {", ".join(lacking)}'
                 token, frame = sample['next'], frame + 1
         return records, skipped
 
