@@ -25,10 +25,12 @@ and the car's motion between the shutters shows up as disagreement. Left out:
   a point is never compared with a blend of foreground and background.
 
 Inverse depth is interpolated because it is affine in the image coordinates on a plane: on planar patches the
-interpolation is exact, so exact depth gives ``r ~ 0`` up to rendering precision. The pair's score is the median of
-``r`` over both directions (robust to the few occlusions and edges the tests above miss); the rig's score is the
-mean over pairs. With SurroundSim's exact dense depth and its per-camera poses the rig median is below 1e-3 (the
-tests hold it to that), and it grows with a per-camera scale error ``s``: about ``|s - 1|`` for a camera whose
+interpolation is exact, so exact depth gives ``r ~ 0`` up to rendering precision. The source pixels may be taken on
+a grid (``stride``; the evaluation keeps about 16 k per camera, every 4th pixel each way at 640 x 384): the median
+is the same to three digits and the cost a quarter (0.1 s per camera set at 640 x 384). The pair's score is the
+median of ``r`` over both directions (robust to the few occlusions and edges the tests above miss); the rig's score
+is the mean over pairs. With SurroundSim's exact dense depth and its per-camera poses the rig median is below 1e-3
+(the tests hold it to that), and it grows with a per-camera scale error ``s``: about ``|s - 1|`` for a camera whose
 depth is scaled by ``s`` against its neighbours.
 """
 from __future__ import annotations
@@ -53,6 +55,12 @@ class ConsistencySettings:
     max_depth: float
     occlusion_margin: float = 0.1
     edge_ratio: float = 0.25
+    stride: int = 1  # source pixels on a grid of this step (the target stays dense): a cheaper, equal median
+
+    @staticmethod
+    def stride_for(height: int, width: int, pixels: int = 16384) -> int:
+        """The grid step that keeps about ``pixels`` source pixels per camera (1 at small sizes)."""
+        return max(1, round((height * width / pixels) ** 0.5))
 
 
 def pair_name(names: Sequence[str], i: int, j: int) -> str:
@@ -91,6 +99,10 @@ def relative_disagreement(depth_src: np.ndarray, depth_tgt: np.ndarray, K_src: n
     depth_tgt = np.asarray(depth_tgt, np.float64)
     valid_src = _valid_depth(depth_src, settings, mask_src)
     valid_tgt = _valid_depth(depth_tgt, settings, mask_tgt)
+    if settings.stride > 1:
+        grid = np.zeros_like(valid_src)
+        grid[::settings.stride, ::settings.stride] = True
+        valid_src &= grid
     if not valid_src.any() or not valid_tgt.any():
         return np.zeros(0)
     points = unproject_depth(depth_src, K_src)[valid_src]

@@ -41,6 +41,9 @@ from surround_depth_train.visualize import save_png
 
 __all__ = ['evaluate_model', 'measure_latency', 'count_parameters', 'sample_rig']
 
+#: Camera sets whose dense GT also goes through the consistency measure (its floor, reported beside the model's).
+DENSE_REFERENCE_SETS = 2
+
 
 def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
@@ -121,7 +124,6 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
     lidar_acc, dense_acc = MetricsAccumulator(names), MetricsAccumulator(names)
     cons_acc = ConsistencyAccumulator(names)
     dense_cons: list[float] = []
-    settings = ConsistencySettings(min_depth=lo, max_depth=hi)
     nf_pixels, nf_images, nf_gt = ({n: 0 for n in names} for _ in range(3))
     has_dense, gt_resolution, poses_note = False, None, None
     picture_paths: list[str] = []
@@ -134,6 +136,8 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
         if first_images is None:
             first_images = images[0]
         depth = model(images.flatten(0, 1), depth_only=True).depth.float()
+        settings = ConsistencySettings(min_depth=lo, max_depth=hi,
+                                       stride=ConsistencySettings.stride_for(*depth.shape[-2:]))
         depth = depth.reshape(B, n_cams, 1, *depth.shape[-2:])
         finite = torch.isfinite(depth)
         if S.DEPTH_NATIVE in batch:
@@ -166,7 +170,7 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
             K, T = batch[S.K][b].double().numpy(), batch[S.T_BASE_CAM][b].double().numpy()
             if consistency:
                 cons_acc.add(view_consistency(pred_np[b], K, T, settings, poses, usable[b]))
-                if dense is not None and seen < pictures:
+                if dense is not None and seen < DENSE_REFERENCE_SETS:
                     ref = view_consistency(dense[b, :, 0].numpy(), K, T, settings, poses, usable[b])
                     dense_cons += [v['median'] for v in ref.values() if v is not None]
             if pic_dir is not None and seen < pictures:
