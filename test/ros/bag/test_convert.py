@@ -213,3 +213,21 @@ def test_a_failure_mid_scene_leaves_a_bag_that_opens_with_every_message_before_i
     bag = read_bag(tmp_path / 'bag')
     assert len(bag[topics.LIDAR_TOPIC]) == 1 and len(bag[topics.image_topic(rig.names[0])]) == 1
     assert topics.image_topic(rig.names[1]) not in bag
+
+
+def test_keyframes_only_with_raw_images_decodes_each_jpeg(tmp_path, nuscenes_root):
+    import cv2
+
+    out = tmp_path / 'bag'
+    assert main(['nuscenes', '--root', str(nuscenes_root), '--scenes', 'scene-0103', '--keyframes-only',
+                 '--images', 'raw', '--out', str(out)]) == 0
+    bag = read_bag(out)
+    nusc = open_nuscenes(nuscenes_root, 'v1.0-mini')
+    keys = {sd['timestamp'] * 1000: sd for sd in nusc.sample_data if sd['is_key_frame'] and
+            nusc.get('sample', sd['sample_token'])['scene_token'] == nusc.scene[1]['token']}
+    assert len(bag[topics.LIDAR_TOPIC]) == 2 and len(bag[topics.image_topic('CAM_FRONT')]) == 2
+    assert topics.compressed_topic('CAM_FRONT') not in bag['_connections']
+    for ns, msg, _ in bag[topics.image_topic('CAM_BACK')]:
+        rgb = cv2.imread(str(nuscenes_root / keys[ns]['filename']))[..., ::-1]
+        assert msg.encoding == 'rgb8' and msg.step == 3 * msg.width
+        assert np.array_equal(np.frombuffer(msg.data.tobytes(), np.uint8).reshape(rgb.shape), rgb)
