@@ -9,6 +9,7 @@ dimension and ``K`` the bins:
     e      = min + (max - min) cumsum([0, w])    bin edges;  c_k = (e_k + e_{k+1}) / 2   (one set per image)
     R      = <conv3x3(x), T_{1..Q}>              range-attention maps: each pixel's dot product with Q query tokens
     P      = softmax_K(conv1x1(R)),   D = sum_k P_k c_k
+                                                 (computed as one folded 3 x 3 convolution, see ``bin_logits``)
 
 So the bin centers are global (the same for every pixel of an image: the "adaptive" part is per image) while the
 probabilities are per pixel. ``centers`` are returned as ``[B, K, H, W]`` (an expanded view of ``[B, K, 1, 1]``,
@@ -124,6 +125,21 @@ class AdaBins(nn.Module):
                                        nn.Linear(regressor_hidden, n_bins))
         self.conv_out = nn.Conv2d(self.n_queries, n_bins, 1)
 
+    def bin_logits(self, x: Tensor, queries: Tensor) -> Tensor:
+        """``conv_out(<conv3x3(x), queries>)`` computed as one 3 x 3 convolution of ``x`` per image.
+
+        Both steps are linear in ``conv3x3(x)``, so their weights fold into ``K x C x 3 x 3`` per image:
+        ``W'_b = W_out Q_b W_3x3``, ``b'_b = W_out Q_b b_3x3 + b_out``. The same function as AdaBins' two steps,
+        without the ``E``- and ``Q``-channel maps at full resolution (``C = 16`` input channels, ``K`` output).
+        """
+        b, c, h, w = x.shape
+        mix = torch.einsum('kq,bqe->bke', self.conv_out.weight.flatten(1).to(queries.dtype), queries)  # [B, K, E]
+        weight = torch.einsum('bke,echw->bkchw', mix, self.conv3x3.weight.to(mix.dtype))
+        bias = torch.einsum('bke,e->bk', mix, self.conv3x3.bias.to(mix.dtype)) + self.conv_out.bias.to(mix.dtype)
+        out = F.conv2d(x.reshape(1, b * c, h, w), weight.reshape(b * self.n_bins, c, 3, 3).to(x.dtype), padding=1,
+                       groups=b)
+        return out.view(b, self.n_bins, h, w) + bias[:, :, None, None].to(out.dtype)
+
     def forward(self, bottleneck: Tensor, stage_features: Sequence[Tensor], last_feature: Tensor,
                 rel_depth: Tensor | None = None, depth_only: bool = False, confidence: bool = False) -> BinsOutput:
         """Bins at ``last_feature``'s resolution (``bottleneck``, ``stage_features`` and ``rel_depth`` unused)."""
@@ -131,8 +147,7 @@ class AdaBins(nn.Module):
         widths = F.relu(self.regressor(tokens[:, 0]).float()) + WIDTH_EPS
         centers = adaptive_bin_centers(widths, self.min_depth, self.max_depth)  # [B, K]
         queries = tokens[:, 1:self.n_queries + 1]                                # [B, Q, E]
-        range_maps = torch.einsum('bqe,behw->bqhw', queries, self.conv3x3(last_feature))
-        probs = torch.softmax(self.conv_out(range_maps).float(), dim=1)
+        probs = torch.softmax(self.bin_logits(last_feature, queries).float(), dim=1)
         centers = centers[:, :, None, None].expand_as(probs)
         depth = expected_depth(probs, centers)
         conf = bin_confidence(probs, dim=1) if confidence else None

@@ -88,3 +88,13 @@ def test_parameter_counts_of_monodepth2_with_the_table4_heads():
     count = lambda name: sum(p.numel() for p in create_model(name).parameters())  # noqa: E731
     assert abs(count('monodepth2_ab') / 1e6 - 16.36) / 16.36 < 0.002
     assert count('monodepth2_lb') == 15_042_896
+
+
+def test_adabins_folded_logits_equal_range_attention_then_conv_out():
+    torch.manual_seed(0)
+    head = AdaBins(bottleneck_channels=8, stage_channels=(8,), last_channels=6, n_bins=10, embedding_dim=12,
+                   patch_size=4, num_layers=1, ff_dim=16, regressor_hidden=16)
+    x = torch.randn(3, 6, 20, 24, requires_grad=True)
+    queries = torch.randn(3, 12, 12)
+    range_maps = torch.einsum('bqe,behw->bqhw', queries, head.conv3x3(x))  # AdaBins' two steps, as written
+    torch.testing.assert_close(head.bin_logits(x, queries), head.conv_out(range_maps), rtol=1e-4, atol=1e-4)
