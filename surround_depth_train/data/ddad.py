@@ -51,7 +51,7 @@ def _load_json(path: Path, what: str) -> Any:
     if not path.is_file():
         raise S.DatasetError(f'DDAD {what} {str(path)!r} is missing; re-extract the DDAD archive (DGP layout)')
     try:
-        return json.loads(path.read_text())
+        return _snake(json.loads(path.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise S.DatasetError(f'DDAD {what} {str(path)!r} is not valid JSON ({exc}); re-extract it') from None
 
@@ -156,13 +156,30 @@ def _calibration(path: Path) -> dict[str, dict]:
 
 
 def _stamp(ident: dict, filename: str) -> float:
-    """Seconds of a datum: DDAD file names are the timestamp in microseconds; else the RFC 3339 id timestamp."""
-    stem = Path(filename).stem.split('.')[0]
-    if stem.isdigit():
-        return int(stem) * 1e-6
-    from datetime import datetime
+    """Seconds of a datum from its id's RFC 3339 timestamp (what DGP reads; DDAD's file names count 100 ns)."""
+    import calendar
+    import re
 
-    return datetime.fromisoformat(ident['timestamp'].replace('Z', '+00:00')).timestamp()
+    text = str(ident.get('timestamp', ''))
+    m = re.fullmatch(r'(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z', text)
+    if m is None:
+        raise S.DatasetError(f'DDAD datum {ident.get("name")!r} ({filename}) has timestamp {text!r}, not RFC 3339 '
+                             f'(YYYY-MM-DDTHH:MM:SS.ffffffZ); the scene JSON is damaged: re-extract it')
+    whole = calendar.timegm(tuple(int(g) for g in m.groups()[:6]))
+    frac = m.group(7) or '0'
+    return whole + int(frac) / 10 ** len(frac)
+
+
+def _snake(obj: Any) -> Any:
+    """DGP JSON keys in snake_case (``datum_keys``): protobuf's parser also accepts lowerCamelCase ones."""
+    import re
+
+    if isinstance(obj, dict):
+        return {(re.sub(r'(?<=[a-z0-9])([A-Z])', lambda m: '_' + m.group(1).lower(), k)
+                 if isinstance(k, str) and k[:1].islower() else k): _snake(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_snake(v) for v in obj]
+    return obj
 
 
 def _datum_record(datum: dict, calib: dict, kind: str) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def test_ddad_bag_carries_the_calibrated_distortion_and_the_images_as_recorded(t
     names = RIG_PRESETS['ddad']
     assert camera_topics(names, topics.image_topic) <= set(bag['_connections'])
     scene = json.loads(next((root / '000150').glob('scene_*.json')).read_text())
-    images = {(d['id']['name'], int(Path(d['datum']['image']['filename']).stem) * 1000): d['datum']['image']
+    images = {(d['id']['name'], int(Path(d['datum']['image']['filename']).stem) * 100): d['datum']['image']
               for d in scene['data'] if 'image' in d['datum']}
     for name in names:
         entries = bag[topics.image_topic(name)]

@@ -96,3 +96,28 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path, dataset_fixtures, ddad_r
         with pytest.raises(S.DatasetError, match='no complete sample'):
             DDADDataset(root, split='train', scenes=['000150'])
     assert DDAD_CAMERAS[3] == 'CAMERA_09'
+
+
+def test_lower_camel_case_dgp_json_reads_the_same(tmp_path, dataset_fixtures):
+    """protobuf's JSON parser accepts both spellings, so DGP files may carry either."""
+    root = dataset_fixtures.write_ddad(tmp_path / 'ddad', masks=False, depth=False, points=100)
+    before = DDADDataset(root, split='val', image_size=SIZE)
+
+    def camel(obj):
+        if isinstance(obj, dict):
+            return {re.sub(r'_([a-z])', lambda m: m.group(1).upper(), k): camel(v) for k, v in obj.items()}
+        return [camel(v) for v in obj] if isinstance(obj, list) else obj
+
+    for path in [root / 'ddad.json', *root.glob('*/scene_*.json'), *root.glob('*/calibration/*.json')]:
+        path.write_text(json.dumps(camel(json.loads(path.read_text()))))
+    assert 'datumKeys' in next(root.glob('000151/scene_*.json')).read_text()
+    after = DDADDataset(root, split='val', image_size=SIZE)
+    assert [c['stamp'] for r in after.records for c in r['cameras']] == \
+        [c['stamp'] for r in before.records for c in r['cameras']]
+    assert torch.equal(after[1][S.DEPTH], before[1][S.DEPTH])
+
+
+def test_stamps_come_from_the_rfc3339_datum_timestamps(ddad_root):
+    ds = DDADDataset(ddad_root, split='train', image_size=SIZE)
+    stamps = [r['lidar']['stamp'] for r in ds.records]
+    assert np.allclose(np.diff(stamps), 0.1, atol=1e-6) and abs(stamps[0] - 1567566724.0) < 1e-6
