@@ -68,3 +68,22 @@ def test_wrong_data_keys_are_refused_with_the_fix(nuscenes_root, tmp_path):
         build_dataset(from_mapping(TrainConfig, {'data': {'dataset': 'nuscenes', 'root': str(nuscenes_root),
                                                           'version': 'v1.0-mini', 'train_split': 'training'}}).data,
                       'train')
+
+
+@pytest.mark.parametrize('dataset', ['nuscenes', 'ddad'])
+def test_one_evaluation_run_on_each_fixture_at_native_resolution(dataset, nuscenes_root, ddad_root, tmp_path):
+    from surround_depth_train.evaluate import run_evaluation
+    from surround_depth_train.models.modelfile import save_model
+    from surround_depth_train.models.registry import create_model
+
+    kwargs = {'min_depth': 0.1, 'max_depth': 80.0}
+    save_model(tmp_path / 'model.pt', create_model('tiny_student_mb', **kwargs), name='tiny_student_mb',
+               kwargs=kwargs, input_size=(64, 96))
+    extra = ['data.version=v1.0-mini'] if dataset == 'nuscenes' else [f'data.masks={ddad_root / "mask"}']
+    root = nuscenes_root if dataset == 'nuscenes' else ddad_root
+    result = run_evaluation(tmp_path / 'model.pt', dataset=dataset, out_dir=tmp_path / 'eval', latency_runs=1,
+                            pictures=1, progress=False,
+                            overrides=[f'data.root={root}', 'data.image_size=[96, 64]'] + extra)
+    assert result['dataset']['samples'] == 2
+    assert result['dataset']['gt_resolution'].endswith('(native)')
+    assert result['lidar']['mean']['abs_rel'] > 0 and (tmp_path / 'eval' / 'results.md').is_file()
