@@ -8,6 +8,7 @@ BENCHMARKS = {
     'render': 'SurroundSim rendering rate and per-stage times',
     'models': 'student / head / teacher latencies on CPU and the head cost ratio',
     'train': 'training throughput with and without distillation, teacher share of step time',
+    'onnx': 'six-camera set latency on CPU: torch as deployed vs the ONNX Runtime export, and their ratio',
 }
 
 
