@@ -175,6 +175,9 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
             mark = getattr(exc, 'problem_mark', None) or getattr(exc, 'context_mark', None)
             where = f'{path}:{mark.line + 1}:{mark.column + 1}' if mark is not None else str(path)
             problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
+            context, opened = getattr(exc, 'context', None), getattr(exc, 'context_mark', None)
+            if context and opened is not None and mark is not None and opened.line != mark.line:
+                problem += f'; {context} started at line {opened.line + 1}'
             raise ConfigError(f'{where}: malformed YAML ({problem}); fix the file at that line') from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f'config file {str(path)!r} must hold a mapping at the top level')

@@ -74,7 +74,8 @@ def read_resume_checkpoint(path: str | Path) -> dict[str, Any]:
     except ModelFileError as exc:
         cause = exc.__cause__
         if cause is not None:  # torch.load failed: truncated, or not a torch file at all
-            first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            text = str(cause).strip()
+            first = text.splitlines()[0].split('. ')[0].rstrip('.') if text else type(cause).__name__
             raise ConfigError(f'--resume: {path} cannot be read as a checkpoint (truncated or not a torch file: '
                               f'{first}); {fix}') from None
         raise ConfigError(f'--resume: {path} is not a training checkpoint of this project '
