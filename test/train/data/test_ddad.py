@@ -83,6 +83,11 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path, dataset_fixtures, ddad_r
     with pytest.raises(S.DatasetError, match='masks folder .* does not exist'):
         DDADDataset(ddad_root, masks=tmp_path / 'no_masks')
     root = dataset_fixtures.write_ddad(tmp_path / 'ddad', masks=False, depth=False, points=100)
+    index = json.loads((root / 'ddad.json').read_text())
+    del index['scene_splits']['1']
+    (root / 'ddad.json').write_text(json.dumps(index))
+    with pytest.raises(S.DatasetError, match=r"ddad.json' lists no scene for split 'val'"):
+        DDADDataset(root, split='val')
     ds = DDADDataset(root, split='train', image_size=SIZE)
     lidar = root / '000150' / ds.records[1]['lidar']['file']
     lidar.unlink()
