@@ -204,9 +204,11 @@ class OnnxDepthModel:
         options = session_options(threads=threads, optimization_level=optimization_level)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=self._with_options(chosen))
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
-            raise OnnxRuntimeError(f'ONNX Runtime cannot load {self.path} ({exc}); re-export it with python -m '
-                                   f'surround_depth_train.export') from None
+        except Exception as exc:  # onnxruntime raises its own exception types (graph, provider start-up)
+            raise OnnxRuntimeError(f'ONNX Runtime cannot open {self.path} on {chosen} ({exc}); if a GPU provider '
+                                   f'failed to start, check its installation or request {CPU_PROVIDER}; if the '
+                                   f'graph is damaged, re-export it with python -m surround_depth_train.export'
+                                   ) from None
         self.providers: tuple[str, ...] = tuple(self.session.get_providers())
         # A GPU provider that is compiled in can still fail to start (drivers, libraries): ONNX Runtime then drops
         # it silently. Treat that like an unavailable provider.

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from surround_depth_train.export import export_onnx, sidecar_path
+from surround_depth_train.export import export_onnx, sidecar_path, write_sidecar
 from surround_depth_train.export.runtime import OnnxDepthModel, OnnxRuntimeError
 from surround_depth_train.models import create_model, load_model, save_model
 
@@ -169,3 +169,12 @@ def test_bin_centers_and_probabilities_come_out_at_every_optimisation_level(expo
         assert float((out['probs'] - ref.probs).abs().max()) < 1e-3
         assert float((out['centers'] - ref.centers).abs().max()) < 1e-3 * 80.0
         assert _rel(out['depth'], ref.depth) < 1e-3
+
+
+def test_a_damaged_onnx_file_with_a_matching_sidecar_is_a_clear_error(exported, tmp_path):
+    onnx_path = tmp_path / 'student.onnx'
+    onnx_path.write_bytes(exported['depth'].read_bytes()[:1000])  # truncated, e.g. an interrupted copy
+    body = json.loads(sidecar_path(exported['depth']).read_text())
+    write_sidecar(onnx_path, {k: v for k, v in body.items() if k not in ('format', 'format_version', 'onnx_sha256')})
+    with pytest.raises(OnnxRuntimeError, match='ONNX Runtime cannot open .*re-export it'):
+        OnnxDepthModel(onnx_path)
