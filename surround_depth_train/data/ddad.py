@@ -201,7 +201,8 @@ def _undistort_maps(K: tuple, D: tuple, width: int, height: int):
     import cv2
 
     Km = np.array(K).reshape(3, 3)
-    return cv2.initUndistortRectifyMap(Km, np.array(D), None, Km, (width, height), cv2.CV_32FC1)
+    # fixed-point maps, as the node's surround_depth_ros.undistort.Undistorter: the same pixels offline and live
+    return cv2.initUndistortRectifyMap(Km, np.array(D), None, Km, (width, height), cv2.CV_16SC2)
 
 
 def undistort(image: np.ndarray, K: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -212,7 +213,8 @@ def undistort(image: np.ndarray, K: np.ndarray, D: np.ndarray) -> np.ndarray:
 
     h, w = image.shape[:2]
     mx, my = _undistort_maps(tuple(np.asarray(K, float).ravel()), tuple(np.asarray(D, float)), w, h)
-    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.remap(np.ascontiguousarray(image), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=0)
 
 
 class DDADDataset(S.SurroundDataset):

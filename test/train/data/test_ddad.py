@@ -65,9 +65,14 @@ def test_distorted_cameras_are_undistorted_with_the_same_K(tmp_path, dataset_fix
     assert model == 'plumb_bob' and np.allclose(rec['D'], D)
     raw = cv2.imread(str(root / '000151' / rec['file']))[..., ::-1]
     out = undistort(np.ascontiguousarray(raw), rec['K'], rec['D'])
-    mx, my = cv2.initUndistortRectifyMap(rec['K'], rec['D'], None, rec['K'], (raw.shape[1], raw.shape[0]),
-                                         cv2.CV_32FC1)
-    assert np.array_equal(out, cv2.remap(np.ascontiguousarray(raw), mx, my, cv2.INTER_LINEAR))
+    # the same pixels as the ROS node's undistorter fed the CameraInfo the converter writes
+    from surround_depth_ros.messages import CameraIntrinsics
+    from surround_depth_ros.undistort import Undistorter
+
+    node = Undistorter('CAMERA_01')
+    node.set_intrinsics(CameraIntrinsics(K=rec['K'], D=rec['D'], model=model, width=raw.shape[1],
+                                         height=raw.shape[0]))
+    assert np.array_equal(out, node.undistort(np.ascontiguousarray(raw)))
     assert not np.array_equal(out, raw)
     assert np.allclose(ds[0][S.K][0].numpy(), ds.rig[0].K, atol=1e-5)
     assert dgp_distortion({'k1': 0.1, 'k4': 0.01})[0] == 'rational_polynomial'
