@@ -6,7 +6,8 @@ each loaded lazily (:class:`CameraEvent`, :class:`LidarEvent`). :func:`write_sce
 - ``/tf_static``: base_link -> every camera's optical frame and the LiDAR frame (once, at the scene's first stamp;
   offered transient local);
 - at every sensor stamp, ``/tf`` odom -> base_link and ``/odom`` (``nav_msgs/Odometry``), the ego pose at that stamp
-  relative to the scene's first pose (odom starts at the identity; twist from the neighbouring poses);
+  relative to the scene's first pose (odom starts at the identity; twist in base_link from the previous stamp's
+  pose, zero at the first);
 - per camera ``/<cam>/image_raw`` (rgb8) or ``/<cam>/image_raw/compressed`` (JPEG / PNG bytes as stored) and
   ``/<cam>/camera_info`` (K, P, distortion model and coefficients) in ``<cam>_optical_frame``;
 - ``/lidar/points`` (x, y, z, intensity, ring as float32) in the LiDAR's frame;
