@@ -69,23 +69,42 @@ class FitNetsLoss(nn.Module):
         self.regressors = nn.ModuleList(
             nn.Conv2d(cs, ct, kernel_size=1) for cs, ct in zip(self.student_channels, self.teacher_channels))
 
+    def regress(self, student_feats: Sequence[Tensor]) -> list[Tensor]:
+        """``r_s(F^s_s)`` for each tapped stage, in fp32.
+
+        Under DDP this runs inside the wrapped module's forward (see ``distill.StudentSide``), so the regressors'
+        gradients are synchronised like the student's.
+        """
+        if len(student_feats) != len(self.regressors) or not student_feats:
+            raise ValueError(f'got {len(student_feats)} stages but FitNetsLoss was built for '
+                             f'{len(self.regressors)}')
+        out = []
+        with fp32_region(student_feats[0]):
+            for i, (s, reg) in enumerate(zip(student_feats, self.regressors)):
+                if s.ndim != 4 or s.shape[1] != reg.in_channels:
+                    raise ValueError(f'stage {i}: expected student features with {reg.in_channels} channels, got '
+                                     f'{tuple(s.shape)}; build FitNetsLoss with the channels of the tapped stages')
+                out.append(reg(s.float()))
+        return out
+
+    def hint_loss(self, regressed: Sequence[Tensor], teacher_feats: Sequence[Tensor]) -> Tensor:
+        """``sum_s mean((regressed_s - resize(F^t_s))^2)`` for :meth:`regress`'s output."""
+        _check_stages(regressed, teacher_feats)
+        total = None
+        with fp32_region(regressed[0]):
+            for i, (r, t, reg) in enumerate(zip(regressed, teacher_feats, self.regressors)):
+                if t.shape[1] != reg.out_channels:
+                    raise ValueError(f'stage {i}: expected teacher features with {reg.out_channels} channels, got '
+                                     f'{t.shape[1]}; build FitNetsLoss with the channels of the tapped stages')
+                hint = _resize_to(t.detach().float(), r.shape[-2:])
+                term = F.mse_loss(r.float(), hint)
+                total = term if total is None else total + term
+        return total
+
     def forward(self, student_feats: Sequence[Tensor], teacher_feats: Sequence[Tensor]) -> Tensor:
         """Sum over stages of the mean squared error between regressed student and (resized) teacher features."""
         _check_stages(student_feats, teacher_feats)
-        if len(student_feats) != len(self.regressors):
-            raise ValueError(f'got {len(student_feats)} stages but FitNetsLoss was built for '
-                             f'{len(self.regressors)}')
-        total = None
-        with fp32_region(student_feats[0]):
-            for i, (s, t, reg) in enumerate(zip(student_feats, teacher_feats, self.regressors)):
-                if s.shape[1] != reg.in_channels or t.shape[1] != reg.out_channels:
-                    raise ValueError(f'stage {i}: expected student {reg.in_channels} / teacher {reg.out_channels} '
-                                     f'channels, got {s.shape[1]} / {t.shape[1]}; build FitNetsLoss with the '
-                                     f'channels of the tapped stages')
-                hint = _resize_to(t.detach().float(), s.shape[-2:])
-                term = F.mse_loss(reg(s.float()), hint)
-                total = term if total is None else total + term
-        return total
+        return self.hint_loss(self.regress(student_feats), teacher_feats)
 
 
 def attention_map(feat: Tensor) -> Tensor:
