@@ -166,15 +166,23 @@ def pair_features(student: Sequence[FeatureInfo], teacher: Sequence[FeatureInfo]
 
 
 class StudentSide(nn.Module):
-    """The trainable part: the student and, for FitNets, its feature regressors. This is what DDP wraps."""
+    """The trainable part: the student and, for FitNets, its feature regressors. This is what DDP wraps.
 
-    def __init__(self, student: nn.Module, fitnets: FitNetsLoss | None = None):
+    ``forward`` returns the student's output and the FitNets regressions of the paired student features (empty
+    without FitNets): every trainable parameter is used inside the forward pass, as DDP requires.
+    """
+
+    def __init__(self, student: nn.Module, fitnets: FitNetsLoss | None = None, fitnets_features: Sequence[int] = ()):
         super().__init__()
         self.student = student
         self.fitnets = fitnets
+        self.fitnets_features = [int(i) for i in fitnets_features]
 
-    def forward(self, images: Tensor) -> DepthOutput:
-        return self.student(images)
+    def forward(self, images: Tensor) -> tuple[DepthOutput, list[Tensor]]:
+        out = self.student(images)
+        if self.fitnets is None:
+            return out, []
+        return out, self.fitnets.regress([out.features[i] for i in self.fitnets_features])
 
 
 class DistillationTask(nn.Module):
@@ -217,7 +225,7 @@ class DistillationTask(nn.Module):
                 raise ValueError('FitNets needs the channels of each paired student and teacher feature '
                                  '(fitnets_channels, one entry per feature pair)')
             fitnets = FitNetsLoss(*fitnets_channels)
-        self.student_side = StudentSide(student, fitnets)
+        self.student_side = StudentSide(student, fitnets, [i for i, _ in self.feature_pairs] if fitnets else ())
         self.runner: nn.Module = self.student_side  # replaced by the DDP wrapper in distributed runs
         self.teacher = teacher
         if teacher is not None:
@@ -281,7 +289,7 @@ class DistillationTask(nn.Module):
             raise ValueError(f'expected images [B, N, 3, H, W] (a batch of camera sets), got {tuple(images.shape)}')
         B, N = images.shape[:2]
         flat = flatten_cameras(images)
-        out: DepthOutput = self.runner(flat)
+        out, regressed = self.runner(flat)
         w = self.weights
         if w.distillation and teacher_out is None:
             teacher_out = self.teacher_outputs(flat)
@@ -318,7 +326,7 @@ class DistillationTask(nn.Module):
             student_feats = [out.features[i] for i, _ in self.feature_pairs]
             teacher_feats = teacher_out.features
             if w.fitnets > 0:
-                terms['fitnets'] = self.student_side.fitnets(student_feats, teacher_feats)
+                terms['fitnets'] = self.student_side.fitnets.hint_loss(regressed, teacher_feats)
             if w.at > 0:
                 terms['at'] = at_loss(student_feats, teacher_feats)
             if w.sp > 0:

@@ -210,10 +210,11 @@ class Trainer:
             self.state.nonfinite_streak += 1
             if self.state.nonfinite_streak >= self.max_nonfinite:
                 path = self.save_checkpoint()
+                terms = {k: float(v.detach()) for k, v in losses.items()}
                 raise NonFiniteLossError(
                     f'{self.state.nonfinite_streak} non-finite losses in a row at step {self.state.global_step} '
-                    f'(loss terms: { {k: float(v.detach()) for k, v in losses.items()} }); the last good weights are in '
-                    f'{path}. Lower optim.lr, use precision=fp32, or check the data for NaN/Inf.')
+                    f'(loss terms: {terms}); the last good weights are in {path}. Lower optim.lr, use '
+                    f'precision=fp32, or check the data for NaN/Inf.')
             return None
         self.state.nonfinite_streak = 0
         self.scaler.step(self.optimizer)

@@ -109,7 +109,8 @@ def test_resumed_run_ends_with_weights_equal_to_an_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_two_process_gloo_run_equals_one_process_on_the_same_global_batches(tmp_path):
-    over = {'epochs': 1, 'model.freeze_bn': True, 'data.train_samples': 8}
+    # FitNets too: its regressors live in the DDP-wrapped module and must be synchronised like the student
+    over = {'epochs': 1, 'model.freeze_bn': True, 'data.train_samples': 8, 'loss.fitnets': 1.0}
     assert main(args_of(tiny(tmp_path / 'single', batch_size=4, **over))) == 0
     ddp = run_cli(args_of(tiny(tmp_path / 'ddp', batch_size=2, **over)), torchrun=2)
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
