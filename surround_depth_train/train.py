@@ -39,10 +39,9 @@ __all__ = ['main', 'build_trainer', 'check_resume']
 
 
 def _weights(cfg: TrainConfig) -> DistillationWeights:
-    l = cfg.loss
-    if cfg.mode == 'teacher':
-        return DistillationWeights(sup=l.sup, ckd=0.0, vrkd=0.0)
-    return DistillationWeights(sup=l.sup, ckd=l.ckd, vrkd=l.vrkd, kd=l.kd, fitnets=l.fitnets, at=l.at, sp=l.sp)
+    """The loss weights of the run: fine-tuning the teacher has no distillation term."""
+    return DistillationWeights(**{name: getattr(cfg.loss, name) if cfg.mode == 'student' or name == 'sup' else 0.0
+                                  for name, _ in DistillationWeights().items()})
 
 
 def _resume_path(cfg: TrainConfig, resume: str) -> Path:
