@@ -33,7 +33,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from surround_depth_ros import topics
 from surround_depth_ros.cloud import load_mask
 from surround_depth_ros.engine import DepthEngine, EngineError
-from surround_depth_ros.health import DepthHealthMonitor
+from surround_depth_ros.health import DIAGNOSTIC_LEVELS, DepthHealthMonitor
 from surround_depth_ros.messages import (InputError, cloud_fields, cloud_to_xyz, colorized_image_fields,
                                          confidence_image_fields, depth_camera_info_fields, depth_image_fields,
                                          fill_message, odometry_to_matrix, stamp_to_sec)
@@ -49,7 +49,7 @@ __all__ = ['SurroundDepthNode', 'NodeStartError', 'main']
 
 NODE_NAME = 'surround_depth_node'
 _ARRAY_TYPES = {'input_size': Parameter.Type.INTEGER_ARRAY}
-_OK, _WARN, _ERROR, _STALE = (bytes([v]) for v in (0, 1, 2, 3))
+_OK, _WARN, _ERROR = (bytes([v]) for v in (0, 1, 2))
 
 
 class NodeStartError(RuntimeError):
@@ -109,7 +109,7 @@ class SurroundDepthNode(Node):
         self._tf_lock = threading.Lock()
         self.health = None
         if self.config.lidar_topic:
-            self.health = DepthHealthMonitor(self.cameras, window=self.config.health_window,
+            self.health = DepthHealthMonitor(camera_names=self.cameras, window=self.config.health_window,
                                              scale_threshold=self.config.health_scale_threshold,
                                              abs_rel_threshold=self.config.health_abs_rel_threshold,
                                              max_lidar_age=self.config.health_max_lidar_age)
@@ -119,8 +119,8 @@ class SurroundDepthNode(Node):
         self.model_ms: deque[float] = deque(maxlen=100)
         self.e2e_ms: deque[float] = deque(maxlen=100)
         self.sets_published = 0
-        self._publishers()
-        self._subscriptions()
+        self._create_publishers()
+        self._create_subscriptions()
         self.worker = InferenceWorker(self._process, capacity=1, log_error=self.get_logger().error)
         self.create_timer(0.05, self._poll_sync)
         self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
@@ -201,7 +201,7 @@ class SurroundDepthNode(Node):
                              stride=c.cloud_stride, voxel_size=c.voxel_size, min_range=c.cloud_min_range,
                              max_range=c.cloud_max_range, rgb=c.cloud_rgb, confidence=c.cloud_confidence)
 
-    def _publishers(self) -> None:
+    def _create_publishers(self) -> None:
         c = self.config
         self.pub: dict[tuple[str, str], Any] = {}
         for cam in self.cameras:
@@ -222,7 +222,7 @@ class SurroundDepthNode(Node):
                                                             _qos(c.qos_cloud, c.qos_history))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS_TOPIC, 10)
 
-    def _subscriptions(self) -> None:
+    def _create_subscriptions(self) -> None:
         c = self.config
         msg_type = CompressedImage if c.compressed else Image
         for i, cam in enumerate(self.cameras):
@@ -348,8 +348,8 @@ class SurroundDepthNode(Node):
         self.e2e_ms.append(1e3 * (time.monotonic() - received))
         self.sets_published += 1
         if self.health is not None:
-            self.health.update({o.name: o.stamp for o in result.cameras}, {o.name: o.depth for o in result.cameras},
-                               {o.name: self.pipeline.camera_for(o) for o in result.cameras})
+            self.health.update([o.stamp for o in result.cameras], [o.depth for o in result.cameras],
+                               [self.pipeline.camera_for(o) for o in result.cameras])
 
     def _publish(self, result: SetOutput, headers: dict[str, Any]) -> None:
         c = self.config
@@ -382,12 +382,12 @@ class SurroundDepthNode(Node):
 
     # -------------------------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
-        stats = self.sync.stats()
         now = self._now()
+        stats = self.sync.stats(now)
         statuses = []
         for cam in self.cameras:
             s = stats.cameras[cam]
-            stale = s.staleness is None or s.staleness > self.config.timeout
+            stale = s.silent or s.staleness is None or s.staleness > self.config.timeout
             level = _ERROR if s.last_stamp is None else (_WARN if stale else _OK)
             message = 'no image received yet' if s.last_stamp is None else \
                 (f'silent for {s.staleness:.2f} s: sets go out without it' if stale else 'ok')
@@ -396,8 +396,7 @@ class SurroundDepthNode(Node):
                 'out_of_order': s.out_of_order, 'missing_sets': s.missing_count, 'missing_camera_info': s.missing_info,
                 'bad_frames': self.bad_frames[cam]}))
         slot = self.worker.slot
-        missing = [cam for cam in self.cameras if stats.cameras[cam].staleness is None or
-                   stats.cameras[cam].staleness > self.config.timeout]
+        missing = [cam for cam in self.cameras if stats.cameras[cam].silent or stats.cameras[cam].staleness is None]
         med = (lambda xs: f'{statistics.median(xs):.1f}' if xs else 'nan')
         statuses.append(_status('pipeline', _WARN if missing else _OK,
                                 f'missing cameras: {", ".join(missing)}' if missing else 'ok', {
@@ -408,15 +407,16 @@ class SurroundDepthNode(Node):
             'missing_cameras': ','.join(missing), 'allocator': describe_allocator(), 'stamp': f'{now:.3f}'}))
         if self.health is not None:
             for cam, h in self.health.summary().items():
-                level = {'OK': _OK, 'WARN': _WARN, 'STALE': _STALE}.get(h.level, _ERROR)
-                statuses.append(_status(f'health {cam}', level, h.message, {
-                    'abs_rel': f'{h.abs_rel:.6f}', 'scale': f'{h.scale:.6f}', 'n_points': h.n_points}))
+                statuses.append(_status(f'health {cam}', bytes([DIAGNOSTIC_LEVELS[h.level]]), h.message,
+                                        dict(h.key_values())))
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        worker = getattr(self, 'worker', None)  # None when __init__ stopped early with a NodeStartError
+        if worker is not None:
+            worker.stop()
         super().destroy_node()
 
 

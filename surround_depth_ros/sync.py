@@ -25,7 +25,8 @@ clock (``now``, sim time under replay) while another camera was heard within the
 the search: the pending candidate goes out first if only that camera's missing next frame held it back, its
 queue is cleared, and the other cameras' sets go out with ``missing`` naming it (``missing_count`` counts them).
 Its next image brings it back and full sets resume. After the whole rig was quiet for longer than the timeout
-(startup, a paused bag, a clock that jumped forward), every camera gets a fresh timeout to show up.
+(startup, a paused bag, a clock that jumped forward), every camera gets a fresh timeout to show up; a set still
+waiting to be proven best when the rig fell quiet goes out after that timeout (nothing can come that beats it).
 
 **Image and CameraInfo** of one camera are paired by stamp: the CameraInfo whose stamp is closest to the image's,
 within ``info_slop`` (0: exact match, as a camera driver stamps both alike; a large ``info_slop`` uses the latest
@@ -444,7 +445,11 @@ class ApproximateTimeSync:
                 self._resolve_awaiting(lane, now, out)
         stale = [self._stale(lane, now) for lane in self._lanes]
         if all(stale):
-            return  # the whole rig is quiet: nothing to leave out
+            # The whole rig is quiet (the stream ended or paused): nothing will come that could beat the candidate,
+            # so it goes out now rather than with the next frame, whenever that comes. No camera is left out.
+            if self._pivot is not None:
+                self._publish(out)
+            return
         changed = False
         for lane, silent in zip(self._lanes, stale):
             if lane.active == silent:

@@ -205,7 +205,8 @@ def test_a_paused_rig_gives_every_camera_a_fresh_timeout_when_it_resumes():
     sync = ApproximateTimeSync(CAMERAS, timeout=0.5)
     for k in range(10):
         feed_round(sync, k)
-    assert sync.poll(stamp_of(10, 0) + 30.0) == []  # everyone quiet: nobody is left out
+    flushed = sync.poll(stamp_of(10, 0) + 30.0)  # everyone quiet: nobody is left out
+    assert len(flushed) <= 1 and all(s.complete for s in flushed)  # the last pending set goes out whole
     sets = []
     for k in range(10, 20):
         sets += feed_round(sync, k, t_shift=30.0)
@@ -557,3 +558,16 @@ def test_slop_and_timeout_change_at_runtime():
         sets += feed(sync, 'A', T0 + 0.1 * k, T0 + 0.1 * k)
         sets += feed(sync, 'B', T0 + 0.1 * k + 0.02, T0 + 0.1 * k + 0.02)
     assert len(sets) >= 9 and all(s.complete for s in sets)
+
+
+def test_the_last_set_goes_out_after_the_timeout_when_the_whole_rig_falls_quiet():
+    sync = ApproximateTimeSync(['a', 'b', 'c'], slop=0.05, timeout=0.3)
+    out = []
+    for cam, dt in zip('abc', (0.0, 0.01, 0.02)):
+        sync.add_info(cam, 10.0 + dt, f'info-{cam}', now=100.0)
+        out += sync.add_image(cam, 10.0 + dt, f'img-{cam}', now=100.0)
+    out += sync.poll(now=100.2)
+    assert out == []  # within the timeout the set waits to be proven best, as message_filters does
+    out += sync.poll(now=100.4)
+    assert len(out) == 1 and out[0].complete and out[0].stamp == pytest.approx(10.02)
+    assert sync.poll(now=101.0) == []
