@@ -41,6 +41,22 @@ class SurroundSimDrive:
         rig = self.dataset.rig
         return CameraRig(rig.cameras, rig.base_frame, LidarMount('lidar', make_transform(np.eye(3), LIDAR_MOUNT)))
 
+    def write_masks(self, folder: str | os.PathLike) -> list[str]:
+        """Each camera's ego-body mask (the dataset's ``self_mask``: white = the scene) as ``<folder>/<cam>.png``,
+        for the node's ``mask_files`` and the bag evaluators' ``--mask-files``; returns the paths in rig order."""
+        from pathlib import Path
+
+        from surround_depth_train.visualize import save_png
+
+        masks = self._payload(0)['self_mask']
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, mask in zip(self.dataset.rig.names, masks):
+            path = Path(folder) / f'{name}.png'
+            save_png(path, np.repeat((np.asarray(mask, dtype=np.uint8) * 255)[..., None], 3, axis=2))
+            paths.append(str(path))
+        return paths
+
     def _payload(self, index: int) -> dict:
         if self._cache is None or self._cache[0] != index:
             self._cache = (index, self.dataset.payload(index))
