@@ -27,7 +27,7 @@ from surround_depth_ros.messages import InputError, cloud_to_xyz, odometry_to_ma
 from surround_depth_train.geometry.rig import Camera, CameraRig, LidarMount, RigError
 from surround_depth_train.geometry.transforms import TransformBuffer, make_transform, transform_points
 
-__all__ = ['BagInputError', 'BagTopic', 'StaticFrames', 'LidarSweeps', 'BagContext', 'BagSource', 'find_bags',
+__all__ = ['BagInputError', 'BagTopic', 'describe_topics', 'tf_entries', 'StaticFrames', 'LidarSweeps', 'BagContext', 'BagSource', 'find_bags',
            'IMAGE_TYPE', 'COMPRESSED_TYPE', 'INFO_TYPE', 'CLOUD_TYPE', 'ODOM_TYPE', 'TF_TYPE']
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
