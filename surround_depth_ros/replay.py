@@ -1,7 +1,7 @@
 """Replay a rosbag2 through rclpy with its recorded timing and a ``/clock``, where ``ros2 bag play`` is not installed.
 
     python -m surround_depth_ros.replay BAG [--rate R] [--loop] [--topics /a /b ...] [--remap /from:=/to ...]
-        [--no-clock] [--wait-for-subscribers SECONDS] [--quiet]
+        [--no-clock] [--wait-for-subscribers SECONDS] [--delay SECONDS] [--quiet]
 
 Every message goes out as its stored CDR bytes at its recording time (scaled by ``--rate``); before each message
 whose time differs from the last, ``/clock`` (``rosgraph_msgs/Clock``) carries that time, so nodes with
@@ -9,8 +9,9 @@ whose time differs from the last, ``/clock`` (``rosgraph_msgs/Clock``) carries t
 ``ros2 bag play --loop``). Publishers offer the recorded QoS durability (``/tf_static`` transient local), reliable.
 Topics whose message packages are not installed here (``tf2_msgs``: no wheel on the registry) are listed once and
 skipped; ``/odom`` carries the ego motion. ``--wait-for-subscribers S`` waits up to S seconds until every topic has
-a subscriber before starting (what tests and the demo use instead of a sleep). Exit status 2 with one line on bad
-input. With a full ROS 2 install, ``ros2 bag play BAG --clock`` does the same.
+a subscriber before starting, and ``--delay S`` S seconds more: DDS discovery is not symmetric, so a reader this
+publisher has matched may need a moment to match it back, and drops what comes before. Exit status 2 with one line
+on bad input. With a full ROS 2 install, ``ros2 bag play BAG --clock`` does the same.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ __all__ = ['main', 'replay']
 
 def replay(path: str, *, rate: float = 1.0, loop: bool = False, topics: list[str] | None = None,
            remaps: dict[str, str] | None = None, clock: bool = True, wait_for_subscribers: float = 0.0,
-           progress: bool = True, log=print) -> dict[str, int]:
+           delay: float = 0.0, progress: bool = True, log=print) -> dict[str, int]:
     """Replay ``path`` (module docstring); returns the messages published per (published) topic."""
     import rclpy
     from rclpy.duration import Duration
@@ -57,6 +58,8 @@ def replay(path: str, *, rate: float = 1.0, loop: bool = False, topics: list[str
             clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, 100) if clock else None
             if wait_for_subscribers > 0:
                 _wait_for_subscribers(pubs, bag, wait_for_subscribers, log)
+            if delay > 0:  # a subscriber matched by this writer may not yet have matched it back (DDS discovery)
+                time.sleep(delay)
             counts = {bag.topics[name].out_name: 0 for name in pubs}
             passes = 0
             while True:
@@ -114,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-clock', action='store_true', help='do not publish /clock')
     parser.add_argument('--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
                         help='wait up to this long for a subscriber on every topic before starting')
+    parser.add_argument('--delay', type=float, default=0.0, metavar='SECONDS',
+                        help='wait this long after the subscribers are found (or at once) before playing')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     args, ros_args = parser.parse_known_args(argv)
     if ros_args and ros_args[0] != '--ros-args':
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         counts = replay(args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
                         remaps=parse_remaps(args.remap), clock=not args.no_clock,
-                        wait_for_subscribers=args.wait_for_subscribers, progress=not args.quiet)
+                        wait_for_subscribers=args.wait_for_subscribers, delay=args.delay, progress=not args.quiet)
     except (BagInputError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
