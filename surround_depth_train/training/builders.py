@@ -58,7 +58,8 @@ def build_dataset(data: DataConfig, split: str):
     if data.dataset == 'surroundsim':
         from surround_depth_train.data.surroundsim import SurroundSimDataset
 
-        count = data.train_samples if split == 'train' else data.val_samples
+        count = {'train': data.train_samples, 'val': data.val_samples,
+                 'test': data.test_samples or data.val_samples}[split]
         return SurroundSimDataset(split=split, num_samples=count, image_size=tuple(data.image_size),
                                   world=data.world, cache_dir=data.cache_dir)
     return _build_real_dataset(data, split)

@@ -37,6 +37,7 @@ class DataConfig:
     image_size: tuple[int, int] = (160, 96)
     train_samples: int = 64             # SurroundSim: samples drawn for the train split
     val_samples: int = 8
+    test_samples: int | None = None     # SurroundSim: samples of the held-out test split (None = val_samples)
     cache_dir: str | None = None        # SurroundSim render cache
     flip: bool = False
     color_jitter: float = 0.0
