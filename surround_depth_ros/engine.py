@@ -134,11 +134,10 @@ class DepthEngine:
                               f'`python -m surround_depth_train.export` (onnxruntime)')
         self._warn = _warner(logger)
         if backend == 'torch':
+            from surround_depth_train.models.modelfile import ModelInfo
+
             self.backend = TorchBackend(model_path, device=device, precision=precision)
-            meta = self.backend.meta
-            info = {'name': meta['name'], 'input_size': meta['input_size'], 'depth_range': meta['depth_range'],
-                    'training_rig': meta.get('training_rig'), 'fully_convolutional': True,
-                    'has_confidence': self.backend.has_bins}
+            info = ModelInfo.from_file_dict(self.backend.meta)
             self.device = self.backend.device
         else:
             from surround_depth_ros.onnx_backend import OnnxBackend
@@ -147,26 +146,23 @@ class DepthEngine:
                 raise EngineError('the onnxruntime backend runs the exported precision; use precision: fp32')
             self.backend = OnnxBackend(model_path, providers=tuple(onnx_providers),
                                        allow_fallback=allow_provider_fallback, allow_teacher=allow_teacher)
-            raw = self.backend.info
-            info = dict(raw) if isinstance(raw, dict) else dict(vars(raw))
-            info.setdefault('fully_convolutional', False)
+            info = self.backend.info
             self.device = torch.device('cpu')
-        self.name = str(info['name'])
-        self.is_teacher = self.name.startswith('depth_anything')
-        if self.is_teacher:
-            info['fully_convolutional'] = False
-            if not allow_teacher:
-                raise EngineError(f'{model_path} holds the teacher {self.name}, tens of times slower than a student; '
-                                  f'deploy a distilled student, or set allow_teacher: true to run it anyway')
-        self.depth_range = (float(info['depth_range'][0]), float(info['depth_range'][1]))
-        self.has_confidence = bool(info.get('has_confidence', False))
-        self.training_rig = _training_rig(info.get('training_rig'))
-        size = tuple(int(v) for v in info['input_size'])
+        self.info = info
+        self.name = info.name
+        self.is_teacher = info.is_teacher
+        if self.is_teacher and not allow_teacher:
+            raise EngineError(f'{model_path} holds the teacher {self.name}, tens of times slower than a student; '
+                              f'deploy a distilled student, or set allow_teacher: true to run it anyway')
+        self.depth_range = (float(info.depth_range[0]), float(info.depth_range[1]))
+        self.has_confidence = bool(info.has_confidence)
+        self.training_rig = _training_rig(info.training_rig)
+        size = tuple(int(v) for v in info.input_size)
         if input_size is not None and tuple(int(v) for v in input_size) != size:
             input_size = tuple(int(v) for v in input_size)
             if len(input_size) != 2 or min(input_size) <= 0:
                 raise EngineError(f'input_size must be [height, width], got {list(input_size)}')
-            if not info.get('fully_convolutional', False):
+            if not info.fully_convolutional:
                 raise EngineError(f'{self.name} runs at its recorded input size {list(size)} only; remove the '
                                   f'input_size override (only fully convolutional students accept one)')
             side = getattr(self.backend, 'min_input_side', 1)

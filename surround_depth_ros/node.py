@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -114,10 +115,23 @@ class SurroundDepthNode(Node):
                                              abs_rel_threshold=self.config.health_abs_rel_threshold,
                                              max_lidar_age=self.config.health_max_lidar_age)
         self._lidar_mount = self._load_lidar_mount()
+        self._tf_buffer = self._tf_listener = None
+        self._tf_resolved: set[str] = set()
+        if self.config.extrinsics_from_tf:
+            try:
+                import tf2_ros
+
+                self._tf_buffer = tf2_ros.Buffer()
+                self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+            except ImportError:
+                self.get_logger().warning('extrinsics_from_tf: tf2_ros is not importable here; the rig file\'s '
+                                          'extrinsics are used')
         self._logged: set[tuple[str, str]] = set()
         self.bad_frames = {c: 0 for c in self.cameras}
         self.model_ms: deque[float] = deque(maxlen=100)
-        self.e2e_ms: deque[float] = deque(maxlen=100)
+        self.e2e_ms: deque[float] = deque(maxlen=100)         # newest input of a set in -> its outputs out
+        self.processing_ms: deque[float] = deque(maxlen=100)  # set handed to the worker -> outputs out
+        self.sync_wait_ms: deque[float] = deque(maxlen=100)   # newest input in -> set proven and handed over
         self.sets_published = 0
         self._create_publishers()
         self._create_subscriptions()
@@ -262,7 +276,7 @@ class SurroundDepthNode(Node):
 
     def _submit(self, sets: list[CameraSet]) -> None:
         for camera_set in sets:
-            self.worker.submit(camera_set)
+            self.worker.submit((camera_set, time.monotonic()))
 
     def _on_odometry(self, msg: Any) -> None:
         try:
@@ -310,6 +324,11 @@ class SurroundDepthNode(Node):
             candidate = replace(self.config, **{k: (float(v) if isinstance(getattr(self.config, k), float) else v)
                                                 for k, v in changes.items()})
             candidate.validate_runtime()
+            lo = candidate.min_depth or self.engine.depth_range[0]
+            hi = candidate.max_depth or self.engine.depth_range[1]
+            if lo >= hi:
+                raise NodeConfigError(f'min_depth/max_depth: the depth range would be empty ({lo} to {hi} m; 0 stands '
+                                      f'for the model\'s {self.engine.depth_range[0]} to {self.engine.depth_range[1]} m)')
         except (NodeConfigError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.config = candidate
@@ -322,7 +341,8 @@ class SurroundDepthNode(Node):
         return SetParametersResult(successful=True)
 
     # -------------------------------------------------------------------------------------------- worker
-    def _process(self, camera_set: CameraSet) -> None:
+    def _process(self, item: tuple[CameraSet, float]) -> None:
+        camera_set, handed_over = item
         c = self.config
         inputs, headers = [], {}
         received = 0.0
@@ -338,18 +358,40 @@ class SurroundDepthNode(Node):
             received = max(received, arrived)
         if not inputs:
             return
+        if self._tf_buffer is not None:
+            self._extrinsics_from_tf(inputs)
         with self._tf_lock:
             transforms = self.transforms if c.odom_topic else None
             result = self.pipeline.run(inputs, want_confidence='confidence' in c.publish,
                                        want_cloud='cloud' in c.publish or self.health is not None,
                                        transforms=transforms)
         self._publish(result, headers)
+        done = time.monotonic()
         self.model_ms.append(result.timings_ms.get('model', float('nan')))
-        self.e2e_ms.append(1e3 * (time.monotonic() - received))
+        self.e2e_ms.append(1e3 * (done - received))
+        self.processing_ms.append(1e3 * (done - handed_over))
+        self.sync_wait_ms.append(1e3 * (handed_over - received))
         self.sets_published += 1
         if self.health is not None:
             self.health.update([o.stamp for o in result.cameras], [o.depth for o in result.cameras],
                                [self.pipeline.camera_for(o) for o in result.cameras])
+
+    def _extrinsics_from_tf(self, inputs: list) -> None:
+        """Replace a camera's rig extrinsics by ``base_frame <- optical frame`` from /tf_static, once found."""
+        for cam in inputs:
+            if cam.name in self._tf_resolved or not cam.frame_id:
+                continue
+            try:
+                tf = self._tf_buffer.lookup_transform(self.config.base_frame, cam.frame_id, rclpy.time.Time())
+            except Exception:  # noqa: BLE001 - tf2's lookup errors: not published yet, keep the rig file's
+                continue
+            t, q = tf.transform.translation, tf.transform.rotation
+            T = make_transform(np.array([q.x, q.y, q.z, q.w]), np.array([t.x, t.y, t.z]))
+            index = self.rig.index(cam.name)
+            self.rig.cameras[index] = replace(self.rig.cameras[index], T_base_cam=T)
+            self._tf_resolved.add(cam.name)
+            self.get_logger().info(f'{cam.name}: extrinsics from /tf_static ({self.config.base_frame} <- '
+                                   f'{cam.frame_id}) replace the rig file\'s')
 
     def _publish(self, result: SetOutput, headers: dict[str, Any]) -> None:
         c = self.config
@@ -403,7 +445,8 @@ class SurroundDepthNode(Node):
             'sets_emitted': stats.sets_emitted, 'partial_sets': stats.partial_sets, 'sync_resets': stats.resets,
             'sets_published': self.sets_published, 'dropped_sets': slot.dropped, 'queue_depth': len(slot),
             'queue_bound': slot.capacity, 'queue_max_depth': slot.max_depth, 'inference_errors': self.worker.errors,
-            'model_ms_median': med(list(self.model_ms)), 'end_to_end_ms_median': med(list(self.e2e_ms)),
+            'model_ms_median': med(list(self.model_ms)), 'processing_ms_median': med(list(self.processing_ms)),
+            'sync_wait_ms_median': med(list(self.sync_wait_ms)), 'end_to_end_ms_median': med(list(self.e2e_ms)),
             'missing_cameras': ','.join(missing), 'allocator': describe_allocator(), 'stamp': f'{now:.3f}'}))
         if self.health is not None:
             for cam, h in self.health.summary().items():

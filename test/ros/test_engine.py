@@ -123,3 +123,24 @@ def test_engine_resizes_with_antialiasing_when_shrinking(student_file):
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     expected = F.interpolate(x, size=INPUT, mode='bilinear', align_corners=False, antialias=True)
     torch.testing.assert_close(batch, expected)
+
+
+def test_engine_warns_once_about_a_focal_length_change_and_corrects_depth_when_asked(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / 'rig.pt'
+    rig = [{'name': 'front', 'K': _K(96, 64, f=80.0).tolist(), 'width': 96, 'height': 64}]
+    save_model(path, create_model('tiny_student_mb'), name='tiny_student_mb', kwargs={}, input_size=INPUT,
+               training_rig=rig)
+    images = _images([INPUT])
+    plain, corrected = [], []
+    engine = DepthEngine(path, logger=plain.append)
+    fixed = DepthEngine(path, logger=corrected.append, focal_correction=True)
+    for _ in range(2):
+        same = engine.predict(images, [_K(96, 64, f=80.0)], names=['front'])
+        assert same.focal_ratios == [pytest.approx(1.0)] and not plain
+    base = engine.predict(images, [_K(96, 64, f=100.0)], names=['front']).depths[0].copy()
+    engine.predict(images, [_K(96, 64, f=100.0)], names=['front'])
+    assert len(plain) == 1 and 'factor 1.250' in plain[0] and 'focal_correction' in plain[0]
+    pred = fixed.predict(images, [_K(96, 64, f=100.0)], names=['front'])
+    assert pred.focal_ratios == [pytest.approx(1.25)] and 'correcting' in corrected[0]
+    np.testing.assert_allclose(pred.depths[0], 1.25 * base, rtol=1e-5)

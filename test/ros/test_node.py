@@ -5,6 +5,7 @@ use ever-increasing stamps. Assertions are on counts, stamps, frames and values,
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -58,9 +59,9 @@ def _lidar_points():
 class Client:
     """Publishers for the six cameras, LiDAR and odometry; subscribers for every output of the node."""
 
-    def __init__(self):
+    def __init__(self, domain: str = DOMAIN):
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=int(DOMAIN))
+        rclpy.init(context=self.context, domain_id=int(domain))
         self.node = rclpy.create_node('surround_depth_test_client', context=self.context)
         self.lock = threading.RLock()
         self.images = {c: self.node.create_publisher(Image, topics.image_topic(c), qos_profile_sensor_data)
@@ -161,10 +162,35 @@ class Client:
         rclpy.shutdown(context=self.context)
 
 
-def _node_env():
-    env = dict(os.environ, ROS_DOMAIN_ID=DOMAIN, FASTDDS_BUILTIN_TRANSPORTS='LARGE_DATA', PYTHONUNBUFFERED='1',
+def _node_env(domain: str = DOMAIN):
+    env = dict(os.environ, ROS_DOMAIN_ID=domain, FASTDDS_BUILTIN_TRANSPORTS='LARGE_DATA', PYTHONUNBUFFERED='1',
                OMP_NUM_THREADS='1')
     return env
+
+
+@contextlib.contextmanager
+def _running_node(folder: Path, parameters: dict, domain: str = DOMAIN):
+    """A node process with these parameters and a client on the same domain, both closed afterwards."""
+    params_file = folder / 'params.yaml'
+    params_file.write_text(yaml.safe_dump({'surround_depth_node': {'ros__parameters': parameters}}))
+    log_path = folder / 'node.log'
+    log = open(log_path, 'w+')
+    proc = subprocess.Popen([sys.executable, '-m', 'surround_depth_ros.node', '--ros-args', '--params-file',
+                             str(params_file)], env=_node_env(domain), stdout=log, stderr=subprocess.STDOUT, text=True)
+    client = Client(domain)
+    try:
+        ok = client.wait_for(lambda: bool(client.diagnostics) or proc.poll() is not None, timeout=120)
+        ok = ok and proc.poll() is None
+        assert ok, f'the node published no diagnostics; its log:\n{log_path.read_text()}'
+        yield client, proc, log_path
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 @pytest.fixture(scope='module')
@@ -178,30 +204,11 @@ def model_file(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def node(model_file, tmp_path_factory):
-    folder = tmp_path_factory.mktemp('node_run')
-    params = {'surround_depth_node': {'ros__parameters': {
-        'model_file': str(model_file), 'rig_file': str(REPO / 'config' / 'rigs' / 'surroundsim.yaml'),
-        'timeout': 0.4, 'lidar_topic': topics.LIDAR_TOPIC, 'health_window': 200, 'diagnostics_period': 0.25,
-        'cloud_stride': 2, 'health_max_lidar_age': 0.05}}}
-    params_file = folder / 'params.yaml'
-    params_file.write_text(yaml.safe_dump(params))
-    log = open(folder / 'node.log', 'w+')
-    proc = subprocess.Popen([sys.executable, '-m', 'surround_depth_ros.node', '--ros-args', '--params-file',
-                             str(params_file)], env=_node_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
-    client = Client()
-    try:
-        ok = client.wait_for(lambda: bool(client.diagnostics) or proc.poll() is not None, timeout=120)
-        ok = ok and proc.poll() is None
-        assert ok, f'the node published no diagnostics; its log:\n{(folder / "node.log").read_text()}'
-        yield client, proc, folder / 'node.log'
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    parameters = {'model_file': str(model_file), 'rig_file': str(REPO / 'config' / 'rigs' / 'surroundsim.yaml'),
+                  'timeout': 0.4, 'lidar_topic': topics.LIDAR_TOPIC, 'health_window': 200,
+                  'diagnostics_period': 0.25, 'cloud_stride': 2, 'health_max_lidar_age': 0.05}
+    with _running_node(tmp_path_factory.mktemp('node_run'), parameters) as running:
+        yield running
 
 
 def _pace(client, n, **kwargs):
@@ -335,6 +342,42 @@ def test_health_diagnostics_equal_the_offline_computation_on_the_same_inputs(nod
         assert message == offline[cam].message
 
 
+def test_thresholds_change_at_runtime_and_start_up_parameters_are_read_only(node):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client, proc, _ = node
+    service = client.node.create_client(SetParameters, '/surround_depth_node/set_parameters')
+    assert service.wait_for_service(timeout_sec=30)
+
+    def set_parameter(name, value):
+        future = service.call_async(SetParameters.Request(parameters=[Parameter(name, value=value)
+                                                                      .to_parameter_msg()]))
+        end = time.monotonic() + 30
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        return future.result().results[0]
+
+    assert set_parameter('max_depth', 0.05).successful is False  # below min_depth: refused, reason given
+    assert set_parameter('model_file', '/elsewhere.pt').successful is False  # read-only
+    assert set_parameter('max_depth', 0.3).successful  # below every depth this untrained model predicts
+    sent = _pace(client, 3)
+    last = {c: max(s[c] for s in sent) for c in CAMS}
+    assert client.wait_for(lambda: all(any(stamp_to_ns(m.header.stamp) == last[c] for m in client.depth_reliable[c])
+                                       for c in CAMS))
+    for cam in CAMS:
+        msg = next(m for m in client.depth_reliable[cam] if stamp_to_ns(m.header.stamp) == last[cam])
+        assert np.isnan(depth_image_to_array(msg)).all()
+    assert set_parameter('max_depth', 0.0).successful  # back to the model's range
+    sent = _pace(client, 2)
+    last = {c: max(s[c] for s in sent) for c in CAMS}
+    assert client.wait_for(lambda: all(any(stamp_to_ns(m.header.stamp) == last[c] for m in client.depth_reliable[c])
+                                       for c in CAMS))
+    msg = next(m for m in client.depth_reliable['front'] if stamp_to_ns(m.header.stamp) == last['front'])
+    assert np.isfinite(depth_image_to_array(msg)).mean() > 0.9
+    assert proc.poll() is None
+
+
 def test_a_flood_drops_old_sets_keeps_the_queue_bounded_and_outputs_keep_coming(node):
     client, proc, _ = node
     before_clouds = len(client.clouds)
@@ -358,3 +401,29 @@ def test_node_without_a_model_file_refuses_to_start_with_a_clear_message(tmp_pat
                             env=_node_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert 'does not exist' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_node_runs_an_onnx_export_end_to_end_with_confidence(model_file, tmp_path):
+    from surround_depth_train.export.onnx_export import export_onnx
+
+    onnx = tmp_path / 'tiny.onnx'
+    export_onnx(model_file, onnx, outputs=('depth', 'confidence'), log=lambda line: None)
+    parameters = {'model_file': str(onnx), 'backend': 'onnxruntime',
+                  'rig_file': str(REPO / 'config' / 'rigs' / 'surroundsim.yaml'), 'timeout': 0.4,
+                  'publish': ['depth', 'confidence', 'cloud']}
+    domain = str(int(DOMAIN) + 100)
+    with _running_node(tmp_path, parameters, domain) as (client, proc, log):
+        confidence = {c: [] for c in CAMS}
+        for c in CAMS:
+            client.node.create_subscription(Image, topics.confidence_topic(c), client._keep(confidence[c]),
+                                            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        time.sleep(1.0)  # discovery of the new subscriptions
+        sent = _pace(client, 3)
+        assert client.wait_for(lambda: all(len(client.depth_reliable[c]) >= 2 and confidence[c] for c in CAMS))
+        stamps = {c: {s[c] for s in sent} for c in CAMS}
+        for cam in CAMS:
+            depth = client.depth_reliable[cam][-1]
+            assert stamp_to_ns(depth.header.stamp) in stamps[cam] and (depth.height, depth.width) == (H, W)
+            conf = depth_image_to_array(confidence[cam][-1])
+            assert conf.shape == (H, W) and np.nanmin(conf) >= 0.0 and np.nanmax(conf) <= 1.0
+        assert 'onnxruntime' in log.read_text() and proc.poll() is None

@@ -133,6 +133,11 @@ class AdaBins(nn.Module):
         without the ``E``- and ``Q``-channel maps at full resolution (``C = 16`` input channels, ``K`` output).
         """
         b, c, h, w = x.shape
+        if torch.jit.is_tracing():
+            # ONNX cannot express a convolution whose kernel is computed from the input: export AdaBins' own two
+            # steps (the same function, with the E-channel map written out).
+            embedding = self.conv3x3(x)
+            return self.conv_out(torch.einsum('bqe,behw->bqhw', queries.to(embedding.dtype), embedding))
         mix = torch.einsum('kq,bqe->bke', self.conv_out.weight.flatten(1).to(queries.dtype), queries)  # [B, K, E]
         weight = torch.einsum('bke,echw->bkchw', mix, self.conv3x3.weight.to(mix.dtype))
         bias = torch.einsum('bke,e->bk', mix, self.conv3x3.bias.to(mix.dtype)) + self.conv_out.bias.to(mix.dtype)
