@@ -158,12 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     from surround_depth_train.allocator import describe_allocator, ensure_allocator_settings
 
     ensure_allocator_settings()  # the node process gets the same (it re-executes itself with them)
+    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')  # both ends: large images over DDS
     parser = argparse.ArgumentParser(prog='python -m surround_depth_ros.bench', description=__doc__.split('\n')[0])
     parser.add_argument('--models', default='monodepth2_mb,tiny_student_mb')
     parser.add_argument('--sets', type=int, default=12, help='camera sets timed through the node')
     parser.add_argument('--repeats', type=int, default=7, help='timed engine calls')
     parser.add_argument('--size', type=_size, default=(640, 384), help='camera and network size WIDTHxHEIGHT')
     parser.add_argument('--domain', type=int, default=97, help='ROS_DOMAIN_ID of the benchmark')
+    parser.add_argument('--period-factor', type=float, default=1.5,
+                        help='stream period as a multiple of the engine call (above 1: no set is dropped)')
     args = parser.parse_args(argv)
     import torch
 
@@ -179,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in [m for m in args.models.split(',') if m]:
             path = _model_file(name, Path(tmp), height, width)
             model_ms, engine_ms = _engine_times(path, images, K, args.repeats)
-            period = max(0.1, 1.5 * engine_ms / 1e3)
+            print(f'{name}: engine alone {model_ms:.1f} ms model, {engine_ms:.1f} ms whole call; now the node...',
+                  flush=True)
+            period = max(0.1, args.period_factor * engine_ms / 1e3)
             node = _node_times(path, images, K, args.sets, period, args.domain)
             overhead = node['processing_ms_median'] - node['model_ms_median']
             rows.append((name, model_ms, engine_ms, node, overhead, period))

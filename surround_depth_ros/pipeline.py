@@ -11,8 +11,8 @@ adapter and the bag tools run the very same code:
 
 The six shutters of one set fire tens of milliseconds apart while the car moves (at 15 m/s, 42 ms are 0.6 m). The
 cloud is stamped with the newest camera stamp of the set; when odometry is available (a :class:`TransformBuffer`
-holding ``odom <- base_link``), each camera's points are moved from base_link at that camera's stamp into base_link
-at the cloud's stamp. Without odometry the points stay where each camera saw them (uncompensated).
+holding ``odom <- base_link``, turned into per-camera corrections by :meth:`DepthPipeline.motion_corrections`), each
+camera's points are moved from base_link at that camera's stamp into base_link at the cloud's stamp. Without odometry the points stay where each camera saw them (uncompensated).
 """
 from __future__ import annotations
 
@@ -146,8 +146,12 @@ class DepthPipeline:
         return self._resized_masks[key]
 
     def run(self, inputs: Sequence[CameraInput], *, want_confidence: bool = False, want_cloud: bool = True,
-            transforms: TransformBuffer | None = None) -> SetOutput:
-        """Depth for every camera in ``inputs`` (one batch) and, with ``want_cloud``, the fused cloud."""
+            motion: Mapping[str, np.ndarray] | None = None) -> SetOutput:
+        """Depth for every camera in ``inputs`` (one batch) and, with ``want_cloud``, the fused cloud.
+
+        ``motion``: per camera ``base_link(cloud stamp) <- base_link(camera stamp)`` (:meth:`motion_corrections`);
+        None leaves the cloud uncompensated.
+        """
         if not inputs:
             raise ValueError('a camera set needs at least one camera')
         s = self.settings
@@ -168,11 +172,11 @@ class DepthPipeline:
         stamp = max(c.stamp for c in inputs)
         result = SetOutput(stamp=stamp, cameras=outputs, cloud=None, timings_ms=dict(pred.timings_ms))
         if want_cloud:
-            result.cloud, result.compensated = self._cloud(inputs, outputs, stamp, transforms)
+            result.cloud, result.compensated = self._cloud(inputs, outputs, motion)
         return result
 
-    def _cloud(self, inputs: Sequence[CameraInput], outputs: Sequence[CameraOutput], stamp: float,
-               transforms: TransformBuffer | None) -> tuple[dict[str, np.ndarray], bool]:
+    def _cloud(self, inputs: Sequence[CameraInput], outputs: Sequence[CameraOutput],
+               motion: Mapping[str, np.ndarray] | None) -> tuple[dict[str, np.ndarray], bool]:
         s = self.settings
         n = len(self.rig)
         depths: list[np.ndarray | None] = [None] * n
@@ -198,17 +202,24 @@ class DepthPipeline:
                              voxel_size=s.voxel_size, stride=s.stride)
         if not s.confidence:
             cloud.pop('confidence', None)
-        if transforms is None:
-            return cloud, False
-        try:
-            moved = cloud['points'].astype(np.float64)
-            for cam in inputs:
-                if cam.stamp == stamp:
-                    continue
-                T = transforms.motion_compensation(self.odom_frame, self.base_frame, cam.stamp, stamp)
+        if motion is None:
+            return cloud, False  # no odometry around these stamps: the points stay where each camera saw them
+        moved = cloud['points'].astype(np.float64)
+        for cam in inputs:
+            T = motion.get(cam.name)
+            if T is not None:
                 sel = cloud['camera'] == self.rig.index(cam.name)
                 moved[sel] = transform_points(T, moved[sel])
-        except LookupError:
-            return cloud, False  # no odometry around these stamps: the points stay where each camera saw them
         cloud['points'] = moved.astype(np.float32)
         return cloud, True
+
+    def motion_corrections(self, inputs: Sequence[CameraInput],
+                           transforms: TransformBuffer) -> dict[str, np.ndarray] | None:
+        """``base_link(cloud stamp) <- base_link(camera stamp)`` per camera from odometry in ``transforms``
+        (``odom <- base_link``), None when the odometry does not cover the stamps."""
+        stamp = max(c.stamp for c in inputs)
+        try:
+            return {c.name: transforms.motion_compensation(self.odom_frame, self.base_frame, c.stamp, stamp)
+                    for c in inputs}
+        except LookupError:
+            return None

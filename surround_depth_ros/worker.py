@@ -61,28 +61,32 @@ class LatestSlot(Generic[T]):
 
 
 class InferenceWorker(Generic[T]):
-    """Runs ``process(item)`` on a daemon thread for each item taken from a :class:`LatestSlot`.
+    """Runs ``process(item)`` for each item taken from a :class:`LatestSlot`, on a daemon thread of its own or, with
+    ``start=False``, in the thread that calls :meth:`run` (the node runs inference in the main thread: see there).
 
     An exception in ``process`` is logged and counted (``errors``) and the worker goes on with the next set: one
     bad frame never stops the node.
     """
 
     def __init__(self, process: Callable[[T], Any], capacity: int = 1, name: str = 'surround_depth_inference',
-                 log_error: Callable[[str], None] | None = None):
+                 log_error: Callable[[str], None] | None = None, start: bool = True):
         self.slot: LatestSlot[T] = LatestSlot(capacity)
         self._process = process
         self._log_error = log_error or logging.getLogger('surround_depth.worker').error
         self._stop = threading.Event()
         self.processed = 0
         self.errors = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if start:
+            self._thread = threading.Thread(target=self.run, name=name, daemon=True)
+            self._thread.start()
 
     def submit(self, item: T) -> None:
         self.slot.put(item)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def run(self, keep_going: Callable[[], bool] = lambda: True) -> None:
+        """The loop: until :meth:`stop` is called or ``keep_going()`` turns False (checked every 0.1 s)."""
+        while not self._stop.is_set() and keep_going():
             item = self.slot.take(timeout=0.1)
             if item is None:
                 continue
@@ -96,4 +100,5 @@ class InferenceWorker(Generic[T]):
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self.slot.close()
-        self._thread.join(timeout)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)

@@ -6,7 +6,9 @@ use ever-increasing stamps. Assertions are on counts, stamps, frames and values,
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -168,6 +170,11 @@ def _node_env(domain: str = DOMAIN):
     return env
 
 
+def _die_with_parent():
+    """The node process gets SIGTERM when the test process dies, however it dies (Linux prctl)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @contextlib.contextmanager
 def _running_node(folder: Path, parameters: dict, domain: str = DOMAIN):
     """A node process with these parameters and a client on the same domain, both closed afterwards."""
@@ -176,7 +183,8 @@ def _running_node(folder: Path, parameters: dict, domain: str = DOMAIN):
     log_path = folder / 'node.log'
     log = open(log_path, 'w+')
     proc = subprocess.Popen([sys.executable, '-m', 'surround_depth_ros.node', '--ros-args', '--params-file',
-                             str(params_file)], env=_node_env(domain), stdout=log, stderr=subprocess.STDOUT, text=True)
+                             str(params_file)], env=_node_env(domain), stdout=log, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_die_with_parent)
     client = Client(domain)
     try:
         ok = client.wait_for(lambda: bool(client.diagnostics) or proc.poll() is not None, timeout=120)
