@@ -61,7 +61,8 @@ def generate_launch_description():
             Node(package=PACKAGE, executable=EXECUTABLE, name=EXECUTABLE,
                  namespace=LaunchConfiguration('namespace'), output='screen', parameters=params),
             Node(package='rviz2', executable='rviz2', name='rviz2', output='screen',
-                 arguments=['-d', os.path.join(share, 'config', RVIZ_CONFIG)], parameters=[{'use_sim_time': params[1]['use_sim_time']}],
+                 arguments=['-d', os.path.join(share, 'config', RVIZ_CONFIG)],
+                 parameters=[{'use_sim_time': params[1]['use_sim_time']}],
                  condition=IfCondition(LaunchConfiguration('rviz'))),
         ]
 

@@ -328,8 +328,9 @@ class SurroundDepthNode(Node):
             lo = candidate.min_depth or self.engine.depth_range[0]
             hi = candidate.max_depth or self.engine.depth_range[1]
             if lo >= hi:
+                model_lo, model_hi = self.engine.depth_range
                 raise NodeConfigError(f'min_depth/max_depth: the depth range would be empty ({lo} to {hi} m; 0 stands '
-                                      f'for the model\'s {self.engine.depth_range[0]} to {self.engine.depth_range[1]} m)')
+                                      f'for the model\'s {model_lo} to {model_hi} m)')
         except (NodeConfigError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.config = candidate

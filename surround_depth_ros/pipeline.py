@@ -12,7 +12,8 @@ adapter and the bag tools run the very same code:
 The six shutters of one set fire tens of milliseconds apart while the car moves (at 15 m/s, 42 ms are 0.6 m). The
 cloud is stamped with the newest camera stamp of the set; when odometry is available (a :class:`TransformBuffer`
 holding ``odom <- base_link``, turned into per-camera corrections by :meth:`DepthPipeline.motion_corrections`), each
-camera's points are moved from base_link at that camera's stamp into base_link at the cloud's stamp. Without odometry the points stay where each camera saw them (uncompensated).
+camera's points are moved from base_link at that camera's stamp into base_link at the cloud's stamp. Without
+odometry the points stay where each camera saw them (uncompensated).
 """
 from __future__ import annotations
 

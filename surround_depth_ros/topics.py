@@ -25,9 +25,9 @@ LiDAR, ``base_link`` (REP 103: x forward, y left, z up) and ``odom``.
 from __future__ import annotations
 
 __all__ = ['image_topic', 'compressed_topic', 'camera_info_topic', 'depth_topic', 'depth_info_topic',
-           'confidence_topic', 'colorized_topic', 'gt_depth_topic', 'optical_frame', 'LIDAR_TOPIC', 'LIDAR_FRAME', 'TF_TOPIC',
-           'TF_STATIC_TOPIC', 'ODOM_TOPIC', 'CLOCK_TOPIC', 'CLOUD_TOPIC', 'DIAGNOSTICS_TOPIC', 'BASE_FRAME',
-           'ODOM_FRAME']
+           'confidence_topic', 'colorized_topic', 'gt_depth_topic', 'optical_frame', 'LIDAR_TOPIC', 'LIDAR_FRAME',
+           'TF_TOPIC', 'TF_STATIC_TOPIC', 'ODOM_TOPIC', 'CLOCK_TOPIC', 'CLOUD_TOPIC', 'DIAGNOSTICS_TOPIC',
+           'BASE_FRAME', 'ODOM_FRAME']
 
 LIDAR_TOPIC = '/lidar/points'
 LIDAR_FRAME = 'lidar'
