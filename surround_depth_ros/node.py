@@ -483,9 +483,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f'[{NODE_NAME}] error: {exc}', file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
-    # The executor spins on a thread of its own and inference runs in the main thread: glibc gives every other
-    # thread its own malloc arena, whose heaps cannot hold the network's activations, so inference on a second
-    # thread page-faults them in on every pass (measured: 25-30 % slower forward passes on a 2-core CPU).
+    # The executor spins on a thread of its own and inference runs in the main thread: the same forward pass on a
+    # second thread measured 25-30 % slower on a 2-core CPU. The likely cause: glibc gives other threads malloc
+    # arenas of their own, whose heaps are too small for the activations, so those are mapped and page-faulted in
+    # on every pass (MALLOC_ARENA_MAX=1 recovered most of it).
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     spinner = threading.Thread(target=_spin, args=(executor,), name='surround_depth_executor', daemon=True)
