@@ -21,18 +21,20 @@ import numpy as np
 from surround_depth_ros.bag.reader import BagSource
 from surround_depth_ros.bag.scoring import DepthScorer
 from surround_depth_ros.bag.topic_map import TopicMap
+from surround_depth_ros.messages import InputError
 from surround_depth_train.geometry.transforms import transform_points
 
 __all__ = ['evaluate_bag', 'write_report', 'sync_sets']
 
 
-def sync_sets(source: BagSource, sync) -> Any:
-    """Camera sets of the bag's images as the node's synchroniser forms them, the bag's stamps as its clock."""
+def sync_sets(source: BagSource, sync, log_times: bool = False) -> Any:
+    """Camera sets of the bag's images as the node's synchroniser forms them, the bag's stamps as its clock. Each
+    frame's ``image`` is the image message, or with ``log_times`` its recording time (ns) to read it back later."""
     now = None
-    for kind, cam, stamp, msg in source.camera_messages():
+    for kind, cam, stamp, msg, log_ns in source.camera_messages(log_time=True):
         now = stamp if now is None else max(now, stamp)
         if kind == 'image':
-            yield from sync.add_image(cam, stamp, msg, now)
+            yield from sync.add_image(cam, stamp, log_ns if log_times else msg, now)
         else:
             yield from sync.add_info(cam, stamp, msg, now)
     if now is not None:  # the rig falls quiet at the end: let the timeouts run out so the last sets go out
@@ -77,6 +79,8 @@ def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map:
                              sweeps=ctx.sweeps, transforms=ctx.transforms)
         total = min(source.topics[source.image_topics[c][0]].count for c in source.cameras)
         sets = partial = 0
+        bad_frames: dict[str, int] = {}
+        first_problem = ''
         model_ms: list[float] = []
         picture_data: list[dict] = []
         bar = tqdm(total=total if samples is None else min(total, samples), desc='evaluate bag', unit='set',
@@ -84,10 +88,18 @@ def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map:
         for camera_set in sync_sets(source, sync):
             if samples is not None and sets >= samples:
                 break
-            inputs = [decoder.decode(name, f.image, f.info, compressed=source.compressed(name))
-                      for name, f in camera_set.frames.items()]
+            inputs = []
+            for name, f in camera_set.frames.items():
+                try:
+                    inputs.append(decoder.decode(name, f.image, f.info, compressed=source.compressed(name)))
+                except InputError as exc:  # as the node: the frame is skipped, counted and its problem named
+                    bad_frames[name] = bad_frames.get(name, 0) + 1
+                    first_problem = first_problem or str(exc)
+            if not inputs:
+                continue
             want_cloud = len(picture_data) < pictures
-            result = pipeline.run(inputs, want_cloud=want_cloud, transforms=ctx.transforms)
+            motion = pipeline.motion_corrections(inputs, ctx.transforms) if want_cloud else None
+            result = pipeline.run(inputs, want_cloud=want_cloud, motion=motion)
             sets += 1
             partial += int(not camera_set.complete)
             model_ms.append(result.timings_ms.get('model', float('nan')))
@@ -120,7 +132,8 @@ def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map:
             'bag': {'path': str(bag), 'sets': sets, 'partial_sets': partial, 'unscored': dict(scorer.unscored),
                     'sweeps': len(ctx.sweeps), 'ego_motion': ctx.ego_source,
                     'image_topics': {c: source.image_topics[c][0] for c in source.cameras},
-                    'lidar_topic': m.lidar, 'max_lidar_gap': max_lidar_gap,
+                    'lidar_topic': m.lidar, 'max_lidar_gap': max_lidar_gap, 'bad_frames': bad_frames,
+                    'first_bad_frame': first_problem,
                     'sync': {'slop': defaults.slop, 'queue_size': defaults.queue_size, 'timeout': defaults.timeout}},
         }
     return result, picture_data
@@ -181,6 +194,8 @@ def write_report(out_dir: str | os.PathLike, result: dict[str, Any], pictures: l
                  f'newest sweep at most {bag["max_lidar_gap"]} s before it, moved to the image\'s stamp. Images not '
                  f'scored: {unscored}. Non-finite pixels are those the node publishes as NaN (outside the depth '
                  f'limits or the undistorted image).']
+        if bag.get('bad_frames'):
+            notes.append(f'Frames skipped as unreadable: {bag["bad_frames"]}; the first: {bag["first_bad_frame"]}')
     md = out / 'results.md'
     with atomic_write(md, 'w') as f:
         f.write(render_markdown(result, baseline) + title_extra + '\n'.join(notes) + '\n')

@@ -259,11 +259,12 @@ class BagSource:
         return self.image_topics[camera][1]
 
     # ------------------------------------------------------------------------------------------ reading
-    def _messages(self, topic_names: set[str]) -> Iterator[tuple[str, int, Any]]:
+    def _messages(self, topic_names: set[str], start: int | None = None,
+                  stop: int | None = None) -> Iterator[tuple[str, int, Any]]:
         conns = [c for c in self._reader.connections if c.topic in topic_names]
         done = 0
         try:
-            for conn, log_ns, raw in self._reader.messages(connections=conns):
+            for conn, log_ns, raw in self._reader.messages(connections=conns, start=start, stop=stop):
                 msg = self._reader.deserialize(raw, conn.msgtype)
                 done += 1
                 yield conn.topic, log_ns, msg
@@ -276,7 +277,8 @@ class BagSource:
                                 f're-convert it') from None
 
     def read_context(self, *, lidar: bool = True, tolerance: float = 0.05) -> BagContext:
-        """Pass 1 (module docstring): mounts, ego motion, LiDAR sweeps in base_link, first camera_info each."""
+        """Pass 1 (module docstring): mounts, ego motion, LiDAR sweeps in base_link (with ``lidar``; else only the
+        LiDAR's frame), first camera_info each."""
         m = self.map
         mounts, transforms, sweeps = StaticFrames(), TransformBuffer(tolerance=tolerance), LidarSweeps()
         odom = self.odometry_topic
@@ -284,7 +286,7 @@ class BagSource:
         wanted |= {m.info_topic(c) for c in self.cameras}
         info_topics = {m.info_topic(c): c for c in self.cameras}
         clouds: list[tuple[float, str, np.ndarray]] = []
-        if lidar and self.has_lidar:
+        if self.has_lidar:
             wanted.add(m.lidar)
         ctx = BagContext(mounts, transforms, sweeps, ego_source=odom or f'{m.tf} ({m.odom_frame} -> {m.base_frame})')
         for topic, _, msg in self._messages(wanted):
@@ -307,6 +309,9 @@ class BagSource:
             elif topic in info_topics:
                 ctx.infos.setdefault(info_topics[topic], msg)
             elif topic == m.lidar:
+                if not lidar:  # only the frame, for the rig
+                    ctx.lidar_frame = ctx.lidar_frame or str(msg.header.frame_id).lstrip('/')
+                    continue
                 try:
                     clouds.append((stamp_to_ns(msg.header.stamp) * 1e-9, str(msg.header.frame_id).lstrip('/'),
                                    cloud_to_xyz(msg)))
@@ -368,16 +373,32 @@ class BagSource:
             lidar = LidarMount(ctx.lidar_frame, T)
         return CameraRig(cameras, self.map.base_frame, lidar)
 
-    def camera_messages(self) -> Iterator[tuple[str, str, float, Any]]:
+    def camera_messages(self, log_time: bool = False) -> Iterator[tuple]:
         """Pass 2: ``(kind, camera, stamp s, msg)`` for images (``kind='image'``) and ``camera_info``
-        (``kind='info'``) in recording order."""
+        (``kind='info'``) in recording order; with ``log_time`` the recording time (ns) comes fifth."""
         which = {}
         for cam in self.cameras:
             which[self.image_topics[cam][0]] = ('image', cam)
             which[self.map.info_topic(cam)] = ('info', cam)
-        for topic, _, msg in self._messages(set(which)):
+        for topic, log_ns, msg in self._messages(set(which)):
             kind, cam = which[topic]
-            yield kind, cam, stamp_to_ns(msg.header.stamp) * 1e-9, msg
+            item = (kind, cam, stamp_to_ns(msg.header.stamp) * 1e-9, msg)
+            yield (*item, log_ns) if log_time else item
+
+    def images_at(self, wanted: dict[str, int]) -> dict[str, Any]:
+        """``{camera: image message}`` for the images recorded at the given log times (ns), read by time range."""
+        topics_ = {self.image_topics[c][0]: c for c in wanted}
+        lo, hi = min(wanted.values()), max(wanted.values())
+        found = {}
+        for topic, log_ns, msg in self._messages(set(topics_), start=lo, stop=hi + 1):
+            cam = topics_[topic]
+            if log_ns == wanted[cam]:
+                found[cam] = msg
+        missing = sorted(set(wanted) - set(found))
+        if missing:
+            raise BagInputError(f'bag {str(self.path)!r}: the images of {missing} at {lo} ns could not be read back; '
+                                f'the bag changed since it was indexed')
+        return found
 
     def close(self) -> None:
         reader = getattr(self, '_reader', None)

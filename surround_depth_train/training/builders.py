@@ -30,9 +30,11 @@ def check_config(cfg) -> None:
         if not cfg.data.root:
             raise ConfigError(f'data.root: the {cfg.data.dataset} dataset needs its root folder; '
                               f'pass data.root=/path/to/{cfg.data.dataset}')
-        if not Path(cfg.data.root).is_dir():
+        root = Path(cfg.data.root)
+        if not (root.exists() if cfg.data.dataset == 'rosbag' else root.is_dir()):
             raise ConfigError(f'data.root: {cfg.data.root!r} does not exist; pass the folder that holds the '
-                              f'{cfg.data.dataset} dataset')
+                              f'{cfg.data.dataset} dataset' + (' (a bag, or a folder of bags)'
+                                                               if cfg.data.dataset == 'rosbag' else ''))
     if cfg.needs_teacher and cfg.teacher.checkpoint and not Path(cfg.teacher.checkpoint).is_file():
         raise ConfigError(f'teacher.checkpoint: {cfg.teacher.checkpoint!r} does not exist; pass a local '
                           f'Depth Anything checkpoint (or leave it empty for a randomly initialised teacher)')
@@ -62,7 +64,34 @@ def build_dataset(data: DataConfig, split: str):
                  'test': data.test_samples or data.val_samples}[split]
         return SurroundSimDataset(split=split, num_samples=count, image_size=tuple(data.image_size),
                                   world=data.world, cache_dir=data.cache_dir)
+    if data.dataset == 'rosbag':
+        return _build_rosbag_dataset(data, split)
     return _build_real_dataset(data, split)
+
+
+def _build_rosbag_dataset(data: DataConfig, split: str):
+    """Bags as data, read by the bag evaluator's own code (``surround_depth_ros.bag``: rosbags, no rclpy). This is
+    the core's one (lazy) import of the ROS side: a bag is read exactly as the node and the evaluators read it.
+    ``data.train_scenes`` / ``val_scenes`` pick bags of a folder by name (None: every bag, in every split)."""
+    if not data.root or not Path(data.root).exists():
+        raise ConfigError(f'data.root: {data.root!r} does not exist; pass a bag or a folder of bags '
+                          f'(python -m surround_depth_ros.convert writes one)')
+    for key in ('masks', 'depth_root'):
+        if getattr(data, key) is not None:
+            raise ConfigError(f'data.{key} is a DDAD option; for bags give data.mask_files (one image per camera)')
+    from surround_depth_ros.bag.dataset import RosbagDataset
+    from surround_depth_ros.bag.reader import BagInputError
+    from surround_depth_ros.bag.topic_map import load_topic_map
+
+    topic_map = load_topic_map(data.topic_map)
+    if data.mask_files:
+        topic_map.mask_files = list(data.mask_files)
+    try:
+        return RosbagDataset(data.root, bags=data.train_scenes if split == 'train' else data.val_scenes,
+                             image_size=tuple(data.image_size), max_depth=data.max_depth or 80.0,
+                             native_depth=data.native_depth and split != 'train', topic_map=topic_map)
+    except (BagInputError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _build_real_dataset(data: DataConfig, split: str):
@@ -99,6 +128,8 @@ def dataset_identity(data: DataConfig, split: str) -> str:
     if data.dataset != 'surroundsim':  # which samples a real dataset yields
         ident += (f':{data.version}:{data.train_split}:{data.val_split}:{data.train_scenes}:{data.val_scenes}'
                   f':{data.max_depth}:{data.masks}:{data.depth_root}')
+    if data.dataset == 'rosbag':
+        ident += f':{data.topic_map}:{data.mask_files}'
     return ident
 
 

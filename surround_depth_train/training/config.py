@@ -21,18 +21,20 @@ class DataConfig:
     augmentations; their randomness is drawn per (seed, epoch, sample) so that resuming is exact.
     """
 
-    dataset: Literal['surroundsim', 'nuscenes', 'ddad'] = 'surroundsim'
-    root: str | None = None             # dataset root on disk (nuScenes / DDAD); unused by SurroundSim
+    dataset: Literal['surroundsim', 'nuscenes', 'ddad', 'rosbag'] = 'surroundsim'
+    root: str | None = None             # dataset root on disk (nuScenes / DDAD), or a bag / folder of bags (rosbag)
     # nuScenes / DDAD (README "Real datasets"); the test split of both is their official val split
     version: str = 'v1.0-trainval'      # nuScenes table version: v1.0-trainval or v1.0-mini
     train_split: str | None = None      # None = train (nuScenes v1.0-mini: mini_train); or a devkit split name
     val_split: str | None = None        # None = val (nuScenes v1.0-mini: mini_val)
-    train_scenes: list[str] | None = None  # keep only these scenes of the train split (e.g. [scene-0061], [000150])
+    train_scenes: list[str] | None = None  # keep only these scenes of the train split (e.g. [scene-0061], [000150]; rosbag: bag names)
     val_scenes: list[str] | None = None
     max_depth: float | None = None      # GT range; None = the dataset's (nuScenes 80 m, DDAD 200 m)
     native_depth: bool = True           # val / test samples also carry GT at native resolution (evaluation)
     masks: str | None = None            # DDAD: SurroundDepth's self-occlusion masks (<masks>/<CAM>/<scene>/mask.png)
     depth_root: str | None = None       # DDAD: SurroundDepth's preprocessed depth (<depth_root>/<scene>/depth/<CAM>/)
+    topic_map: str | None = None        # rosbag: topic map YAML for bags in other layouts (surround_depth_ros/bag/topic_map.py)
+    mask_files: list[str] | None = None  # rosbag: per camera ego-body mask images, rig order (white = keep)
     world: str | None = None            # SurroundSim world YAML (None = the default city)
     image_size: tuple[int, int] = (160, 96)
     train_samples: int = 64             # SurroundSim: samples drawn for the train split

@@ -6,36 +6,17 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 from rosbags.rosbag2 import Reader, Writer
 
 from surround_depth_ros import topics
-from surround_depth_ros.bag.surroundsim import SurroundSimDrive
-from surround_depth_ros.convert import main as convert_main
 from surround_depth_ros.evaluate_bag import main as evaluate_main
 from surround_depth_train.evaluation.runner import evaluate_model
 from surround_depth_train.metrics import METRIC_NAMES
-from surround_depth_train.models import create_model, save_model
 from surround_depth_train.models.modelfile import load_model
 
-FRAMES, W, H = 3, 96, 64
-
-
-@pytest.fixture(scope='module')
-def sim(tmp_path_factory):
-    """A 3-frame SurroundSim bag at 96 x 64, its ego-body masks and a tiny model at the same input size."""
-    root = tmp_path_factory.mktemp('bag_eval')
-    bag = root / 'sim'
-    assert convert_main(['surroundsim', '--frames', str(FRAMES), '--size', f'{W}x{H}', '--out', str(bag)]) == 0
-    drive = SurroundSimDrive(frames=FRAMES, image_size=(W, H))
-    masks = drive.write_masks(root / 'masks')
-    torch.manual_seed(0)
-    model = root / 'model.pt'
-    save_model(model, create_model('tiny_student_mb', max_depth=80.0), name='tiny_student_mb',
-               kwargs={'max_depth': 80.0}, input_size=(H, W), training_rig=drive.dataset.rig)
-    return {'bag': bag, 'masks': masks, 'model': model, 'dataset': drive.dataset, 'root': root}
-
+FRAMES = 3  # the sim fixture's (conftest.py)
 
 def test_bag_evaluation_agrees_with_the_dataset_evaluation_on_the_same_frames(sim, tmp_path):
     out = tmp_path / 'eval'
@@ -144,3 +125,21 @@ def test_a_truncated_bag_is_refused_with_one_line(sim, tmp_path, capsys):
 def test_a_missing_bag_is_refused_with_the_fix(sim, tmp_path, capsys):
     err = _refused(sim, tmp_path / 'nothing_here', tmp_path, capsys)
     assert 'does not exist' in err
+
+
+def test_rig_from_bag_rebuilds_the_converters_rig_from_camera_info_and_tf_static(sim, tmp_path, capsys):
+    from surround_depth_ros.rig_from_bag import main as rig_main
+    from surround_depth_train.geometry.rig import CameraRig
+
+    out = tmp_path / 'rig.yaml'
+    assert rig_main([str(sim['bag']), '--out', str(out)]) == 0
+    got, expected = CameraRig.from_yaml(out), CameraRig.from_yaml(sim['bag'] / 'rig.yaml')
+    assert got.names == expected.names and got.base_frame == expected.base_frame
+    for a, b in zip(got, expected):
+        assert (a.width, a.height, a.frame_id) == (b.width, b.height, b.frame_id)
+        np.testing.assert_allclose(a.K, b.K, atol=1e-9)
+        np.testing.assert_allclose(a.T_base_cam, b.T_base_cam, atol=1e-9)
+    assert got.lidar.frame_id == expected.lidar.frame_id
+    np.testing.assert_allclose(got.lidar.T_base_lidar, expected.lidar.T_base_lidar, atol=1e-9)
+    assert rig_main([str(sim['bag']), '--out', str(tmp_path / 'missing' / 'rig.yaml')]) == 2
+    assert 'does not exist' in capsys.readouterr().err
