@@ -27,7 +27,7 @@ from surround_depth_ros.bag.scoring import DepthScorer
 from surround_depth_ros.messages import (InputError, camera_info_to_intrinsics, cloud_to_xyz, depth_image_to_array,
                                          odometry_to_matrix, stamp_to_ns, unpack_cloud)
 from surround_depth_train.geometry.rig import Camera, CameraRig
-from surround_depth_train.geometry.transforms import transform_points
+from surround_depth_train.geometry.transforms import TransformBuffer, transform_points
 
 __all__ = ['LiveEvaluator', 'write_live_report']
 
@@ -109,10 +109,14 @@ class LiveEvaluator(Node):
         except InputError as exc:
             self._problem(str(exc))
             return
+        stamp = stamp_to_ns(msg.header.stamp) * 1e-9
         with self.lock:
             self.received['lidar'] += 1
-            self.scorer.sweeps.add(stamp_to_ns(msg.header.stamp) * 1e-9,
-                                   transform_points(T, xyz.astype(np.float64)).astype(np.float32))
+            sweeps = self.scorer.sweeps
+            if len(sweeps) and stamp < sweeps.stamps[-1] - 1.0:  # the replay looped: a new drive
+                del sweeps.stamps[:], sweeps.points[:]
+            sweeps.forget_before(stamp - 10.0)  # bounded memory on long replays
+            sweeps.add(stamp, transform_points(T, xyz.astype(np.float64)).astype(np.float32))
         self.score_ready()
 
     def _on_odom(self, msg: Any) -> None:
@@ -121,9 +125,18 @@ class LiveEvaluator(Node):
         except InputError as exc:
             self._problem(str(exc))
             return
+        stamp, frames = ns * 1e-9, (self.scorer.odom_frame, self.scorer.base_frame)
         with self.lock:
             self.received['odom'] += 1
-            self.scorer.transforms.set_transform(self.scorer.odom_frame, self.scorer.base_frame, ns * 1e-9, T)
+            try:
+                lo, hi = self.scorer.transforms.time_range(*frames)
+                if stamp < hi - 1.0:  # the replay looped: forget the old trajectory (as the node does)
+                    self.scorer.transforms = TransformBuffer(tolerance=0.05)
+                elif stamp - lo > 30.0:
+                    self.scorer.transforms.forget_before(stamp - 10.0)
+            except LookupError:
+                pass
+            self.scorer.transforms.set_transform(*frames, stamp, T)
         self.score_ready()
 
     def _on_cloud(self, msg: Any) -> None:
@@ -151,8 +164,9 @@ class LiveEvaluator(Node):
     def score_ready(self, flush: bool = False) -> None:
         """Score the depth images whose ego motion has arrived (all of them with ``flush``)."""
         with self.lock:
-            todo = [p for p in self._pending if flush or self._ready(p[1] * 1e-9)]
-            self._pending = [p for p in self._pending if p not in todo]
+            ready = [flush or self._ready(p[1] * 1e-9) for p in self._pending]
+            todo = [p for p, r in zip(self._pending, ready) if r]
+            self._pending = [p for p, r in zip(self._pending, ready) if not r]
             for cam, ns, depth_msg, info_msg in todo:
                 try:
                     depth = depth_image_to_array(depth_msg, cam)
