@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m surround_depth_train.demo --out outputs/demo
+	$(PY) -m surround_depth_ros.demo --out outputs/demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -33,8 +33,12 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'surround_depth_demo = surround_depth_train.demo:main',
+            'surround_depth_demo = surround_depth_ros.demo:main',
             'surround_depth_node = surround_depth_ros.node:main',
+            'surround_depth_replay = surround_depth_ros.replay:main',
+            'surround_depth_evaluate_bag = surround_depth_ros.evaluate_bag:main',
+            'surround_depth_evaluate_live = surround_depth_ros.evaluate_live:main',
+            'surround_depth_rig_from_bag = surround_depth_ros.rig_from_bag:main',
         ],
     },
 )

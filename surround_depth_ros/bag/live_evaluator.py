@@ -29,7 +29,7 @@ from surround_depth_ros.messages import (InputError, camera_info_to_intrinsics, 
 from surround_depth_train.geometry.rig import Camera, CameraRig
 from surround_depth_train.geometry.transforms import TransformBuffer, transform_points
 
-__all__ = ['LiveEvaluator', 'write_live_report']
+__all__ = ['LiveEvaluator', 'write_live_report', 'diagnostics_table']
 
 
 class LiveEvaluator(Node):
@@ -56,6 +56,7 @@ class LiveEvaluator(Node):
         self.received = {'depth': 0, 'lidar': 0, 'odom': 0, 'cloud': 0, 'diagnostics': 0}
         self.last_output = None  # monotonic time of the last depth image
         self.diagnostics: dict[str, dict] = {}
+        self.diagnostics_during: dict[str, dict] = {}
         self.cloud_picture: dict | None = None
         self.problems: dict[str, int] = {}
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -148,10 +149,16 @@ class LiveEvaluator(Node):
     def _on_diagnostics(self, msg: Any) -> None:
         with self.lock:
             self.received['diagnostics'] += 1
+            # "during": the latest status while depth was still coming (within 1 s of the last depth image);
+            # "at the end" (self.diagnostics): the latest of all, after the replay stopped
+            flowing = self.last_output is not None and time.monotonic() - self.last_output < 1.0
             for status in msg.status:
                 level = status.level[0] if isinstance(status.level, (bytes, bytearray)) else int(status.level)
-                self.diagnostics[status.name] = {'level': int(level), 'message': status.message,
-                                                 'values': {kv.key: kv.value for kv in status.values}}
+                entry = {'level': int(level), 'message': status.message,
+                         'values': {kv.key: kv.value for kv in status.values}}
+                self.diagnostics[status.name] = entry
+                if flowing:
+                    self.diagnostics_during[status.name] = entry
 
     # ---------------------------------------------------------------------------------------------- scoring
     def _ready(self, stamp: float) -> bool:
@@ -204,6 +211,7 @@ class LiveEvaluator(Node):
         self.score_ready(flush=True)
         with self.lock:
             pipeline = next((d for n, d in self.diagnostics.items() if n.endswith(': pipeline')), None)
+            during = next((d for n, d in self.diagnostics_during.items() if n.endswith(': pipeline')), None)
             values = (pipeline or {}).get('values', {})
             model_ms = _float(values.get('model_ms_median'))
             cams = self.rig.names
@@ -225,7 +233,9 @@ class LiveEvaluator(Node):
                             'end_to_end_ms_median': _float(values.get('end_to_end_ms_median'))},
                 'frames': list(self.scorer.records),
                 'live': {'received': dict(self.received), 'unscored': dict(self.scorer.unscored),
-                         'problems': dict(self.problems), 'diagnostics': dict(self.diagnostics)},
+                         'problems': dict(self.problems), 'diagnostics': dict(self.diagnostics),
+                         'diagnostics_during': dict(self.diagnostics_during),
+                         'pipeline_during': (during or {}).get('values', {})},
             }
 
 
@@ -235,6 +245,17 @@ def _float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if np.isfinite(v) else None
+
+
+def diagnostics_table(live: dict[str, Any]) -> str:
+    """Markdown: each status of the node while depth was flowing, and at the end (after the replay)."""
+    names = ('OK', 'WARN', 'ERROR', 'STALE')
+    fmt = (lambda d: '-' if d is None else f'{names[min(d["level"], 3)]}: {d["message"]}')  # noqa: E731
+    rows = ['| status | during the replay | at the end |', '|---|---|---|']
+    during, last = live.get('diagnostics_during', {}), live['diagnostics']
+    for name in sorted(set(during) | set(last)):
+        rows.append(f'| {name} | {fmt(during.get(name))} | {fmt(last.get(name))} |')
+    return '\n'.join(rows)
 
 
 def write_live_report(out_dir: str | Path, result: dict[str, Any], cloud_picture: dict | None) -> Path:
@@ -252,9 +273,7 @@ def write_live_report(out_dir: str | Path, result: dict[str, Any], cloud_picture
                  f'node cloud at {cloud_picture["stamp"]:.3f} s (colours) vs replayed LiDAR (grey)')
         extra += ['', '## The node\'s fused cloud', '', '![bev_live](pictures/bev_live.png)']
     live = result['live']
-    extra += ['', '## Diagnostics seen (last status of each)', '', '| status | level | message |', '|---|---:|---|']
-    for name, d in sorted(live['diagnostics'].items()):
-        extra.append(f'| {name} | {("OK", "WARN", "ERROR", "STALE")[min(d["level"], 3)]} | {d["message"]} |')
+    extra += ['', '## Diagnostics seen', '', diagnostics_table(live), '']
     lat = result['latency']
     extra += ['', f'Node latency (its /diagnostics): model {lat["median_ms"]} ms median, end to end '
                   f'{lat.get("end_to_end_ms_median")} ms median. Received: '

@@ -1,0 +1,245 @@
+"""The whole chain on a fresh machine, no download: ``make demo`` = ``python -m surround_depth_ros.demo --out outputs/demo``.
+
+1. ``train``: the training demo at toy scale (``surround_depth_train.demo``: SurroundSim contact sheets
+   ``world/sheet_*.png``, the dense depth fused into one cloud ``cloud_bev.png``, fine-tuned teacher, LiDAR-only
+   baseline student, CKD + VRKD distilled student, ``results.md`` and ``comparison.png``);
+2. ``bag``: a SurroundSim drive converted to a rosbag2 (``surround_depth_ros.convert``), with its ego-body masks;
+3. ``offline``: ``evaluate_bag`` of the baseline and of the distilled student on that bag (the node's code path);
+4. ``live``: the node as a process (its params file) on the distilled student, the live evaluator as a process, and
+   the bag replayed into them over DDS (``surround_depth_ros.replay``);
+5. ``report.md``: the metrics table (offline baseline and distilled, live distilled), the node's latency from its
+   /diagnostics, depth mosaics, the node's fused cloud over the LiDAR, the diagnostics seen and the training table.
+
+Every number in the report comes from this run. ``--quick`` uses the tiny test models and a shorter bag (the test
+suite runs it). Logs of the processes go to ``<out>/logs``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ['main', 'run_chain']
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(domain: str) -> dict:
+    env = dict(os.environ, ROS_DOMAIN_ID=domain, PYTHONUNBUFFERED='1')
+    env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')  # images between processes (REFERENCE section 7)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH', '')) if p)
+    return env
+
+
+def _wait_for_text(path: Path, text: str, proc: subprocess.Popen, what: str, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text(errors='replace'):
+            return
+        if proc.poll() is not None:
+            tail = '\n'.join(path.read_text(errors='replace').splitlines()[-15:])
+            raise RuntimeError(f'{what} stopped (exit {proc.returncode}) before it was ready; its log {path}:\n{tail}')
+        time.sleep(0.2)
+    raise RuntimeError(f'{what} was not ready after {timeout:g} s; see {path}')
+
+
+def run_live(out: Path, bag: Path, model: Path, masks: list[str], *, rate: float, domain: str,
+             idle_timeout: float) -> dict:
+    """Node + live evaluator processes, the bag replayed into them; returns the live result dict."""
+    import yaml
+
+    logs = out / 'logs'
+    logs.mkdir(parents=True, exist_ok=True)
+    params = out / 'node_params.yaml'
+    params.write_text(yaml.safe_dump({'surround_depth_node': {'ros__parameters': {
+        'model_file': str(model), 'rig_file': str(bag / 'rig.yaml'), 'mask_files': list(masks),
+        'lidar_topic': '/lidar/points', 'diagnostics_period': 0.5, 'publish': ['depth', 'depth_info', 'cloud']}}},
+        sort_keys=False))
+    env = _env(domain)
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, cmd: list[str]) -> tuple[subprocess.Popen, Path]:
+        log = logs / f'{name}.log'
+        procs.append(subprocess.Popen(cmd, env=env, stdout=open(log, 'w'), stderr=subprocess.STDOUT))
+        return procs[-1], log
+
+    try:
+        print(f'[demo] starting the node (params {params}) and the live evaluator on ROS_DOMAIN_ID {domain}',
+              flush=True)
+        node, node_log = start('node', [sys.executable, '-m', 'surround_depth_ros.node', '--ros-args',
+                                        '--params-file', str(params)])
+        live, live_log = start('live_evaluator', [
+            sys.executable, '-m', 'surround_depth_ros.evaluate_live', '--rig', str(bag / 'rig.yaml'),
+            '--out', str(out / 'live'), '--idle-timeout', str(idle_timeout), '--mask-files', *masks])
+        _wait_for_text(live_log, '[evaluate_live] ready', live, 'the live evaluator')
+        _wait_for_text(node_log, 'allocator:', node, 'the node')  # its start-up line: model loaded, subscribed
+        print(f'[demo] replaying {bag} into the node at rate {rate:g}', flush=True)
+        replay = subprocess.run([sys.executable, '-m', 'surround_depth_ros.replay', str(bag), '--rate', str(rate),
+                                 '--wait-for-subscribers', '60', '--delay', '2'], env=env)
+        if replay.returncode != 0:
+            raise RuntimeError(f'the replay failed (exit {replay.returncode})')
+        print(f'[demo] replay done; the live evaluator stops {idle_timeout:g} s after the last depth image',
+              flush=True)
+        if live.wait(300) != 0:
+            raise RuntimeError(f'the live evaluator failed; see {live_log}')
+        if node.poll() is not None:
+            raise RuntimeError(f'the node stopped during the replay; see {node_log}')
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    return json.loads((out / 'live' / 'results.json').read_text())
+
+
+def _rows(runs: list[tuple[str, dict]]) -> list:
+    from surround_depth_train.metrics import delta_t
+
+    base = runs[0][1]['lidar']['mean']
+    rows = []
+    for i, (name, r) in enumerate(runs):
+        mean = r['lidar']['mean']
+        rows.append((name, r['model'].get('parameters'), (r.get('latency') or {}).get('median_ms'), mean,
+                     None if i == 0 or mean is None or base is None else delta_t(mean, base)))
+    return rows
+
+
+def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: dict, training_md: str,
+                      wall_s: float, bag: Path, rate: float) -> Path:
+    """``report.md`` (module docstring); every number from the results of this run."""
+    from surround_depth_ros.bag.live_evaluator import diagnostics_table
+    from surround_depth_train.atomic import atomic_write
+    from surround_depth_train.evaluation.report import metrics_table
+
+    runs = [(f'{offline_base["model"]["name"]} baseline (offline, bag)', offline_base),
+            (f'{offline_kd["model"]["name"]} + CKD + VRKD (offline, bag)', offline_kd),
+            ('the same, live: node over DDS', live)]
+    diag = live['live']['diagnostics']
+    pipeline = next((d['values'] for n, d in diag.items() if n.endswith(': pipeline')), {})  # counters: at the end
+    off = {(r['camera'], round(r['stamp'], 6)): r['metrics'] for r in offline_kd['frames'] if r['metrics']}
+    on = {(r['camera'], round(r['stamp'], 6)): r['metrics'] for r in live['frames'] if r['metrics']}
+    common = sorted(set(off) & set(on))
+    agree = ''
+    if common:
+        a = sum(on[k]['abs_rel'] for k in common) / len(common)
+        b = sum(off[k]['abs_rel'] for k in common) / len(common)
+        agree = (f'On the {len(common)} images present in both, live abs_rel {a:.4f} vs offline {b:.4f} '
+                 f'({100 * (a / b - 1):+.2f} %).')
+    md = [f'# surround-depth demo: train, bag, node, replay, evaluation ({wall_s / 60:.1f} min)', '',
+          f'SurroundSim drive `{bag}` ({offline_kd["bag"]["sets"]} camera sets, images and GT at '
+          f'{offline_kd["dataset"]["gt_resolution"]}). Depth against the bag\'s LiDAR, each image against the newest '
+          f'sweep before it moved to the image\'s stamp by the bag\'s odometry; ego body masked; '
+          f'{offline_kd["dataset"]["min_depth"]:g}-{offline_kd["dataset"]["max_depth"]:g} m, no median scaling. '
+          f'Offline rows: `python -m surround_depth_ros.evaluate_bag` (the node\'s code path, every set). Live row: '
+          f'the node process on the distilled student, the bag replayed at rate {rate:g} over DDS, scored by '
+          f'`python -m surround_depth_ros.evaluate_live` ({len(live["frames"])} depth images scored; sets the node '
+          f'dropped under load are missing). {agree} Latency: offline rows, median model time per set in the '
+          f'evaluation; live row, the node\'s /diagnostics `model_ms_median`.', '',
+          metrics_table(_rows(runs)), '',
+          '## The node (from its /diagnostics)', '',
+          f'- model time per set, median: {pipeline.get("model_ms_median", "-")} ms; end to end (image in to '
+          f'depth out), median: {pipeline.get("end_to_end_ms_median", "-")} ms',
+          f'- sets emitted by the synchroniser {pipeline.get("sets_emitted", "-")}, published '
+          f'{pipeline.get("sets_published", "-")}, dropped under load {pipeline.get("dropped_sets", "-")}, '
+          f'partial {pipeline.get("partial_sets", "-")}; allocator: {pipeline.get("allocator", "-")}', '',
+          diagnostics_table(live['live'])]
+    md += ['', '## Depth (distilled student, offline on the bag)', '']
+    md += [f'![{Path(p).stem}](offline_kd/{p})' for p in offline_kd.get('pictures', []) if 'mosaic' in p]
+    md += ['', '## The fused cloud over the LiDAR (bird\'s-eye view)', '']
+    if (out / 'live' / 'pictures' / 'bev_live.png').is_file():
+        md.append('The node\'s published cloud (live):\n\n![bev_live](live/pictures/bev_live.png)\n')
+    md += [f'![{Path(p).stem}](offline_kd/{p})' for p in offline_kd.get('pictures', []) if 'bev' in p]
+    training = '\n'.join('### ' + line[2:] if line.startswith('# ') else line for line in training_md.splitlines())
+    md += ['', '## Training at toy scale', '', training.strip(), '',
+           'Full reports: `offline_baseline/results.md`, `offline_kd/results.md`, `live/results.md`; logs in '
+           '`logs/`.']
+    path = out / 'report.md'
+    with atomic_write(path, 'w') as f:
+        f.write('\n'.join(md) + '\n')
+    return path
+
+
+def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate: float | None = None,
+              domain: str | None = None) -> Path:
+    """The whole chain (module docstring); returns the report's path."""
+    from surround_depth_ros.bag.evaluation import evaluate_bag, write_report
+    from surround_depth_ros.bag.surroundsim import SurroundSimDrive
+    from surround_depth_ros.convert import main as convert_main
+    from surround_depth_train import demo as train_demo
+
+    start = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    frames = frames or (6 if quick else 20)
+    rate = rate or (0.5 if quick else 0.25)
+    domain = domain or os.environ.get('ROS_DOMAIN_ID') or str(1 + os.getpid() % 100)
+    size = (96, 64) if quick else (320, 192)
+
+    print('[demo] 1/5 training at toy scale (surround_depth_train.demo)', flush=True)
+    sheet_size = (160, 96) if quick else (640, 384)
+    train_demo.run_world_stage(out, 0, 2 if quick else 3, sheet_size)
+    print(f'[cloud] fused {train_demo.run_cloud_stage(out, sheet_size)} points from six cameras -> '
+          f'{out / "cloud_bev.png"}', flush=True)
+    train_demo.run_distill_stage(out, quick)
+    baseline, distilled = out / 'runs' / 'student_baseline' / 'model.pt', out / 'runs' / 'student_ckd_vrkd' / 'model.pt'
+
+    print(f'[demo] 2/5 converting a {frames}-frame SurroundSim drive at {size[0]}x{size[1]} to a rosbag2', flush=True)
+    bag = out / 'bag'
+    if bag.exists():  # a previous run's bag: the converter refuses to overwrite, so start it afresh
+        import shutil
+
+        shutil.rmtree(bag)
+    if convert_main(['surroundsim', '--frames', str(frames), '--size', f'{size[0]}x{size[1]}', '--out',
+                     str(bag)]) != 0:
+        raise RuntimeError('the SurroundSim conversion failed (see above)')
+    masks = SurroundSimDrive(frames=frames, image_size=size).write_masks(out / 'bag_masks')
+
+    print('[demo] 3/5 offline evaluation on the bag: baseline and distilled student', flush=True)
+    from surround_depth_ros.bag.topic_map import TopicMap
+
+    offline = {}
+    for name, model in (('offline_baseline', baseline), ('offline_kd', distilled)):
+        result, pictures = evaluate_bag(bag, model, topic_map=TopicMap(mask_files=masks), pictures=1)
+        write_report(out / name, result, pictures)
+        offline[name] = json.loads((out / name / 'results.json').read_text())
+
+    print('[demo] 4/5 live: node + live evaluator processes, the bag replayed over DDS', flush=True)
+    live = run_live(out, bag, distilled, masks, rate=rate, domain=domain, idle_timeout=5.0 if quick else 8.0)
+
+    print('[demo] 5/5 writing the report', flush=True)
+    report = write_demo_report(out, offline_base=offline['offline_baseline'], offline_kd=offline['offline_kd'],
+                               live=live, training_md=(out / 'results.md').read_text(),
+                               wall_s=time.monotonic() - start, bag=bag, rate=rate)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import surround_depth_train
+
+    parser = argparse.ArgumentParser(
+        prog='surround_depth_demo', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f'surround_depth_train {surround_depth_train.__version__} from '
+               f'{Path(surround_depth_train.__file__).parent}; surround_depth_ros from {Path(__file__).parent}')
+    parser.add_argument('--out', type=Path, default=Path('outputs/demo'), help='output folder')
+    parser.add_argument('--quick', action='store_true', help='tiny models, a 6-frame bag (the test suite)')
+    parser.add_argument('--frames', type=int, help='frames of the SurroundSim bag (default 20, quick 6)')
+    parser.add_argument('--rate', type=float, help='replay rate (default 0.25, quick 0.5)')
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    try:
+        report = run_chain(args.out, quick=args.quick, frames=args.frames, rate=args.rate)
+    except RuntimeError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    print(f'[demo] done in {(time.monotonic() - start) / 60:.1f} min; the report: {report}', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
