@@ -10,7 +10,8 @@
 5. ``report.md``: the metrics table (offline baseline and distilled, live distilled), the node's latency from its
    /diagnostics, depth mosaics, the node's fused cloud over the LiDAR, the diagnostics seen and the training table.
 
-Every number in the report comes from this run. ``--quick`` uses the tiny test models and a shorter bag (the test
+Every number in the report comes from this run. ``--baseline`` and ``--distilled`` deploy given model files
+(e.g. the experiment's ``model.pt``) instead of training at toy scale. ``--quick`` uses the tiny test models and a shorter bag (the test
 suite runs it). Logs of the processes go to ``<out>/logs``.
 """
 from __future__ import annotations
@@ -26,6 +27,9 @@ from pathlib import Path
 __all__ = ['main', 'run_chain']
 
 REPO = Path(__file__).resolve().parents[1]
+#: Training at the chain's scale (``surround_depth_train.demo.run_distill_stage``): ViT-S teacher steps take about
+#: 10-20 s each on 2 busy cores, so the teacher gets one epoch of 24 samples and each student two.
+CHAIN_TRAINING = {'train_samples': 24, 'val_samples': 4, 'teacher_epochs': 1, 'student_epochs': 2}
 
 
 def _env(domain: str) -> dict:
@@ -157,7 +161,7 @@ def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: 
         md.append('The node\'s published cloud (live):\n\n![bev_live](live/pictures/bev_live.png)\n')
     md += [f'![{Path(p).stem}](offline_kd/{p})' for p in offline_kd.get('pictures', []) if 'bev' in p]
     training = '\n'.join('### ' + line[2:] if line.startswith('# ') else line for line in training_md.splitlines())
-    md += ['', '## Training at toy scale', '', training.strip(), '',
+    md += ['', '## Training', '', training.strip(), '',
            'Full reports: `offline_baseline/results.md`, `offline_kd/results.md`, `live/results.md`; logs in '
            '`logs/`.']
     path = out / 'report.md'
@@ -167,8 +171,9 @@ def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: 
 
 
 def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate: float | None = None,
-              domain: str | None = None) -> Path:
-    """The whole chain (module docstring); returns the report's path."""
+              domain: str | None = None, baseline: Path | None = None, distilled: Path | None = None) -> Path:
+    """The whole chain (module docstring); returns the report's path. With ``baseline`` and ``distilled`` model
+    files (e.g. the experiment's), those are deployed and the training stage is left out."""
     from surround_depth_ros.bag.evaluation import evaluate_bag, write_report
     from surround_depth_ros.bag.surroundsim import SurroundSimDrive
     from surround_depth_ros.convert import main as convert_main
@@ -181,13 +186,23 @@ def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate
     domain = domain or os.environ.get('ROS_DOMAIN_ID') or str(1 + os.getpid() % 100)
     size = (96, 64) if quick else (320, 192)
 
-    print('[demo] 1/5 training at toy scale (surround_depth_train.demo)', flush=True)
-    sheet_size = (160, 96) if quick else (640, 384)
-    train_demo.run_world_stage(out, 0, 2 if quick else 3, sheet_size)
-    print(f'[cloud] fused {train_demo.run_cloud_stage(out, sheet_size)} points from six cameras -> '
-          f'{out / "cloud_bev.png"}', flush=True)
-    train_demo.run_distill_stage(out, quick)
-    baseline, distilled = out / 'runs' / 'student_baseline' / 'model.pt', out / 'runs' / 'student_ckd_vrkd' / 'model.pt'
+    if baseline is not None and distilled is not None:
+        missing = [str(p) for p in (baseline, distilled) if not Path(p).is_file()]
+        if missing:
+            raise RuntimeError(f'model file(s) {missing} do not exist; pass model.pt files of training runs')
+        print(f'[demo] 1/5 deploying the given models: baseline {baseline}, distilled {distilled}', flush=True)
+        training_md = f'Not run: the given model files `{baseline}` (baseline) and `{distilled}` (distilled).'
+    else:
+        print('[demo] 1/5 training at toy scale (surround_depth_train.demo)', flush=True)
+        sheet_size = (160, 96) if quick else (640, 384)
+        train_demo.run_world_stage(out, 0, 2 if quick else 3, sheet_size)
+        print(f'[cloud] fused {train_demo.run_cloud_stage(out, sheet_size)} points from six cameras -> '
+              f'{out / "cloud_bev.png"}', flush=True)
+        # the whole chain's 15 minutes on 2 cores: fewer samples and epochs than the training demo alone
+        train_demo.run_distill_stage(out, quick, None if quick else CHAIN_TRAINING)
+        runs = out / 'runs'
+        baseline, distilled = runs / 'student_baseline' / 'model.pt', runs / 'student_ckd_vrkd' / 'model.pt'
+        training_md = (out / 'results.md').read_text()
 
     print(f'[demo] 2/5 converting a {frames}-frame SurroundSim drive at {size[0]}x{size[1]} to a rosbag2', flush=True)
     bag = out / 'bag'
@@ -214,7 +229,7 @@ def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate
 
     print('[demo] 5/5 writing the report', flush=True)
     report = write_demo_report(out, offline_base=offline['offline_baseline'], offline_kd=offline['offline_kd'],
-                               live=live, training_md=(out / 'results.md').read_text(),
+                               live=live, training_md=training_md,
                                wall_s=time.monotonic() - start, bag=bag, rate=rate)
     return report
 
@@ -230,10 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--quick', action='store_true', help='tiny models, a 6-frame bag (the test suite)')
     parser.add_argument('--frames', type=int, help='frames of the SurroundSim bag (default 20, quick 6)')
     parser.add_argument('--rate', type=float, help='replay rate (default 0.25, quick 0.5)')
+    parser.add_argument('--baseline', type=Path, help='a baseline model file to deploy instead of training one')
+    parser.add_argument('--distilled', type=Path, help='a distilled model file (e.g. the experiment\'s) to deploy')
     args = parser.parse_args(argv)
+    if (args.baseline is None) != (args.distilled is None):
+        parser.error('give both --baseline and --distilled (or neither: the demo trains both at toy scale)')
     start = time.monotonic()
     try:
-        report = run_chain(args.out, quick=args.quick, frames=args.frames, rate=args.rate)
+        report = run_chain(args.out, quick=args.quick, frames=args.frames, rate=args.rate, baseline=args.baseline,
+                           distilled=args.distilled)
     except RuntimeError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

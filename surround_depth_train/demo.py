@@ -87,17 +87,21 @@ def _run(overrides: dict):
     return trainer
 
 
-def _distill_configs(out: Path, quick: bool) -> tuple[dict, dict, dict]:
-    data = {'image_size': [96, 64] if quick else [160, 96], 'train_samples': 8 if quick else 48,
-            'val_samples': 2 if quick else 8, 'cache_dir': str(out / 'render_cache')}
+def _distill_configs(out: Path, quick: bool, scale: dict | None = None) -> tuple[dict, dict, dict]:
+    scale = scale or {}
+    data = {'image_size': [96, 64] if quick else [160, 96],
+            'train_samples': scale.get('train_samples', 8 if quick else 48),
+            'val_samples': scale.get('val_samples', 2 if quick else 8), 'cache_dir': str(out / 'render_cache')}
     teacher = ({'name': 'depth_anything_tiny_metric', 'kwargs': {'input_size': [42, 56], 'n_bins': 16}} if quick
                else {'name': 'depth_anything_vits_metric', 'kwargs': {'input_size': [98, 168]}})
     student = ({'name': 'tiny_student_mb', 'kwargs': {'bins': {'n_bins': 16}}} if quick
                else {'name': 'monodepth2_mb'})
     common = {'epochs': 1 if quick else 4, 'batch_size': 2, 'seed': 0, 'tensorboard': not quick, 'data': data,
               'optim': {'lr': 1e-3 if quick else 3e-4, 'encoder_lr_factor': 1.0 if quick else 0.3}}
-    teacher_run = dict(common, mode='teacher', out_dir=str(out / 'runs' / 'teacher'), teacher=teacher,
-                       loss={'teacher_target': 'dense'})
+    if 'student_epochs' in scale:
+        common['epochs'] = scale['student_epochs']
+    teacher_run = dict(common, mode='teacher', epochs=scale.get('teacher_epochs', common['epochs']),
+                       out_dir=str(out / 'runs' / 'teacher'), teacher=teacher, loss={'teacher_target': 'dense'})
     baseline = dict(common, mode='student', out_dir=str(out / 'runs' / 'student_baseline'), model=student,
                     loss={'ckd': 0.0, 'vrkd': 0.0})
     distilled = dict(common, mode='student', out_dir=str(out / 'runs' / 'student_ckd_vrkd'), model=student,
@@ -107,8 +111,10 @@ def _distill_configs(out: Path, quick: bool) -> tuple[dict, dict, dict]:
     return teacher_run, baseline, distilled
 
 
-def run_distill_stage(out: Path, quick: bool) -> dict:
-    teacher_cfg, baseline_cfg, distilled_cfg = _distill_configs(out, quick)
+def run_distill_stage(out: Path, quick: bool, scale: dict | None = None) -> dict:
+    """Teacher, baseline and distilled student; ``scale`` may set ``train_samples``, ``val_samples``,
+    ``teacher_epochs`` and ``student_epochs`` (the whole-chain demo's time budget)."""
+    teacher_cfg, baseline_cfg, distilled_cfg = _distill_configs(out, quick, scale)
     results = {}
     trainers = {}
     for name, cfg in (('teacher (fine-tuned)', teacher_cfg), ('student baseline', baseline_cfg),
