@@ -27,9 +27,10 @@ from pathlib import Path
 __all__ = ['main', 'run_chain']
 
 REPO = Path(__file__).resolve().parents[1]
-#: Training at the chain's scale (``surround_depth_train.demo.run_distill_stage``): ViT-S teacher steps take about
-#: 10-20 s each on 2 busy cores, so the teacher gets one epoch of 24 samples and each student two.
-CHAIN_TRAINING = {'train_samples': 24, 'val_samples': 4, 'teacher_epochs': 1, 'student_epochs': 2}
+#: Training at the chain's scale (``surround_depth_train.demo.run_distill_stage``): on 2 busy cores a ViT-S teacher
+#: step takes 20-30 s and a Monodepth2 + MB step about 13 s (batch 2 x 6 cameras at 160 x 96), so each of the three
+#: runs gets one epoch of 16 samples (8 steps).
+CHAIN_TRAINING = {'train_samples': 16, 'val_samples': 4, 'teacher_epochs': 1, 'student_epochs': 1}
 
 
 def _env(domain: str) -> dict:
