@@ -248,10 +248,12 @@ def _float(value: Any) -> float | None:
 
 
 def diagnostics_table(live: dict[str, Any]) -> str:
-    """Markdown: each status of the node while depth was flowing, and at the end (after the replay)."""
+    """Markdown: each status of the node around its last published depth image, and at the end (the cameras
+    are silent by then: the replay is over)."""
     names = ('OK', 'WARN', 'ERROR', 'STALE')
     fmt = (lambda d: '-' if d is None else f'{names[min(d["level"], 3)]}: {d["message"]}')  # noqa: E731
-    rows = ['| status | during the replay | at the end |', '|---|---|---|']
+    rows = ['| status | when the node published its last depth (within 1 s) | at the end, after the replay |',
+            '|---|---|---|']
     during, last = live.get('diagnostics_during', {}), live['diagnostics']
     for name in sorted(set(during) | set(last)):
         rows.append(f'| {name} | {fmt(during.get(name))} | {fmt(last.get(name))} |')
