@@ -88,6 +88,7 @@ class CompareSpec:
     baseline: str = 'plain'              # Delta_T reference (run name; paired by seed)
     distilled: str = 'mb_ckd_vrkd'       # the paper's full method
     ckd_only: str = 'mb_ckd'             # CKD alone, which CKD + VRKD should at least match
+    same_head: str | None = 'mb'         # the distilled student's architecture without distillation
     target_delta_t: float = 5.0          # the paper's direction: distilled >= this Delta_T (%), beyond one std
     consistency: list[str] = field(default_factory=lambda: ['plain', 'mb', 'mb_vrkd', 'mb_ckd_vrkd'])
 
@@ -266,12 +267,17 @@ def _evaluate(run: PlannedRun, exp: ExperimentConfig, suffix: str = '', extra: S
     ev = exp.evaluation
     out = run.out_dir / f'eval_{ev.split}{suffix}'
     model = run.out_dir / 'model.pt'
+    settings = {'evaluation': to_mapping(ev), 'extra': list(extra)}
     cached = _read_json(out / 'results.json')
-    if cached is not None and (out / 'results.json').stat().st_mtime >= model.stat().st_mtime:
+    if cached is not None and (out / 'results.json').stat().st_mtime >= model.stat().st_mtime and \
+            _read_json(out / 'experiment_evaluation.json') == settings:
         return cached
-    return run_evaluation(model, config=run.out_dir / 'config.yaml', overrides=list(ev.overrides) + list(extra),
-                          split=ev.split, out_dir=out, samples=ev.samples, pictures=ev.pictures,
-                          latency_runs=ev.latency_runs, consistency=True, progress=False)
+    result = run_evaluation(model, config=run.out_dir / 'config.yaml', overrides=list(ev.overrides) + list(extra),
+                            split=ev.split, out_dir=out, samples=ev.samples, pictures=ev.pictures,
+                            latency_runs=ev.latency_runs, consistency=True, progress=False)
+    with atomic_write(out / 'experiment_evaluation.json', 'w') as f:  # what this evaluation was made with
+        json.dump(settings, f, indent=2)
+    return result
 
 
 def _times(run: PlannedRun) -> dict[str, float]:
@@ -413,11 +419,19 @@ def _table(rows: list[dict], with_std: bool) -> str:
     return '\n'.join(lines)
 
 
-def verdict(exp: ExperimentConfig, rows: dict[str, dict]) -> dict[str, Any]:
+def verdict(exp: ExperimentConfig, rows: dict[str, dict], results: dict[str, dict] | None = None,
+            planned: list[PlannedRun] | None = None) -> dict[str, Any]:
     """Whether the paper's direction holds in these runs (None where the runs needed are missing)."""
     c = exp.compare
     full, ckd = rows.get(c.distilled), rows.get(c.ckd_only)
     out: dict[str, Any] = {'target_delta_t': c.target_delta_t}
+    if results is not None and planned is not None and c.same_head:
+        # the distillation's own effect: Delta_T of the distilled student against the same student, paired seeds
+        mean = {(r.spec.name, r.seed): results[r.name]['lidar']['mean'] for r in planned if r.name in results}
+        pairs = [delta_t(mean[(c.distilled, s)], mean[(c.same_head, s)]) for (n, s) in mean
+                 if n == c.distilled and (c.same_head, s) in mean and mean[(n, s)] and mean[(c.same_head, s)]]
+        if pairs:
+            out['distilled_vs_same_head'] = dict(zip(('mean', 'std'), _mean_std(pairs)), seeds=len(pairs))
     if full is not None and full['delta_t'] is not None:
         dt = full['delta_t']
         out['distilled_delta_t'] = dt
@@ -469,7 +483,7 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
     report = Path(exp.report)
     report.parent.mkdir(parents=True, exist_ok=True)
     picture = _picture(exp, planned, report.with_name(report.stem + '_predictions.png'))
-    ver = verdict(exp, rows)
+    ver = verdict(exp, rows, results, planned)
     teacher_rows = [r for r in rows.values() if r['table'] == 'teacher']
     ev = exp.evaluation
     any_result = next(iter(results.values()))
@@ -494,6 +508,10 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
                    f'**{"holds" if ver["direction_holds"] else "does not hold"}** here.')
     else:
         out.append(f'- `{exp.compare.distilled}` or `{exp.compare.baseline}` has not finished: no verdict yet.')
+    if 'distilled_vs_same_head' in ver:
+        d = ver['distilled_vs_same_head']
+        out.append(f'- `{exp.compare.distilled}` vs `{exp.compare.same_head}` (the same student without '
+                   f'distillation): Δ_T = {d["mean"]:+.2f} ± {d["std"]:.2f} % over {d["seeds"]} paired seed(s).')
     if 'ckd_vrkd_at_least_ckd' in ver:
         out.append(f'- CKD + VRKD {"is" if ver["ckd_vrkd_at_least_ckd"] else "is not"} at least as good as CKD '
                    f'alone (mean Δ_T).')
