@@ -471,7 +471,7 @@ def _picture(exp: ExperimentConfig, planned: list[PlannedRun], path: Path) -> st
         model, _ = load_model(run.out_dir / 'model.pt')
         with torch.no_grad():
             depth = model.eval()(images, depth_only=True).depth[:, 0].float().numpy()
-        rows.append([label(colorize_depth(d, lo, hi), run.label) for d in depth])
+        rows.append([label(colorize_depth(d, lo, hi), run.spec.name) for d in depth])  # short: fits a 160 px tile
     save_png(path, mosaic(rows))
     return path.name
 
@@ -544,8 +544,9 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
                 'Rig median of `|z - d| / d` between adjacent cameras at corresponding pixels (lower = more '
                 'consistent), mean ± std over seeds' + (f'; the dense ground truth gives {ref:.2g}.' if ref else '.'),
                 '', '| run | seeds | rig median |', '|---|---:|---:|']
-        out += [f'| {r["label"]} | {len(r["seeds"])} | {_fmt(r["consistency_rig"]["mean"], r["consistency_rig"]["std"], 4)} |'
-                for r in cons_rows]
+        for r in cons_rows:
+            rig = r['consistency_rig']
+            out.append(f'| {r["label"]} | {len(r["seeds"])} | {_fmt(rig["mean"], rig["std"], 4)} |')
         out.append('')
     losses = loss_scales(planned, results)
     if losses:
