@@ -376,8 +376,10 @@ class SurroundDepthNode(Node):
         self.sync_wait_ms.append(1e3 * (handed_over - received))
         self.sets_published += 1
         if self.health is not None:
+            # the ego body is not scene: LiDAR points on it would bias the comparison (inputs and outputs align)
             self.health.update([o.stamp for o in result.cameras], [o.depth for o in result.cameras],
-                               [self.pipeline.camera_for(o) for o in result.cameras])
+                               [self.pipeline.camera_for(o) for o in result.cameras],
+                               masks=[self.pipeline.keep_mask(cam) for cam in inputs])
 
     def _extrinsics_from_tf(self, inputs: list) -> None:
         """Replace a camera's rig extrinsics by ``base_frame <- optical frame`` from /tf_static, once found."""

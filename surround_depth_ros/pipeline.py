@@ -130,6 +130,14 @@ class DepthPipeline:
         return Camera(name=output.name, K=output.K, width=w, height=h, T_base_cam=mount.T_base_cam,
                       frame_id=output.frame_id or mount.frame_id)
 
+    def keep_mask(self, cam: CameraInput) -> np.ndarray | None:
+        """Pixels of a camera that see the scene: not the ego body, inside the undistorted image (None = all)."""
+        h, w = cam.rgb.shape[:2]
+        mask = self._mask(cam.name, h, w)
+        if cam.valid is not None:
+            mask = cam.valid if mask is None else mask & cam.valid
+        return mask
+
     def depth_limits(self) -> tuple[float, float]:
         lo, hi = self.engine.depth_range
         s = self.settings
@@ -187,13 +195,9 @@ class DepthPipeline:
         cameras = list(self.rig.cameras)
         for cam, out in zip(inputs, outputs):
             i = self.rig.index(cam.name)
-            h, w = out.depth.shape
             cameras[i] = self.camera_for(out)  # rectified K and size from CameraInfo, mount from the rig
             depths[i] = out.depth
-            mask = self._mask(cam.name, h, w)
-            if cam.valid is not None:
-                mask = cam.valid if mask is None else mask & cam.valid
-            masks[i] = mask
+            masks[i] = self.keep_mask(cam)
             colors[i] = cam.rgb if s.rgb else None
             confidences[i] = out.confidence if s.confidence or s.confidence_threshold > 0 else None
         cloud = cloud_filter(depths, CameraRig(cameras, self.rig.base_frame), masks=masks,

@@ -115,3 +115,16 @@ def test_decoder_turns_messages_into_camera_inputs_and_names_a_missing_camera_in
     np.testing.assert_allclose(cam.K, RIG[0].K)
     with pytest.raises(InputError, match='front: no CameraInfo'):
         FrameDecoder().decode('front', image, None)
+
+
+def test_keep_mask_joins_the_ego_mask_and_the_undistorted_area(engine):
+    ego = np.ones((H, W), bool)
+    ego[-8:] = False
+    valid = np.ones((H, W), bool)
+    valid[:, :4] = False
+    cam = _inputs(['front'])[0]
+    pipeline = DepthPipeline(engine, RIG, masks={'front': ego})
+    np.testing.assert_array_equal(pipeline.keep_mask(cam), ego)
+    cam.valid = valid
+    np.testing.assert_array_equal(pipeline.keep_mask(cam), ego & valid)
+    assert DepthPipeline(engine, RIG).keep_mask(_inputs(['back'])[0]) is None
