@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--frames', type=int, default=20)
     s.add_argument('--size', default='640x384', help='WIDTHxHEIGHT of the cameras')
     s.add_argument('--world', default=None, help='world YAML (config/surroundsim/*.yaml)')
+    s.add_argument('--split', default='val', choices=('train', 'val', 'test'),
+                   help='which streets (SurroundSim\'s splits have disjoint scene seeds; default val)')
     s.add_argument('--seed-offset', type=int, default=0)
     common(s, 'raw')
     return parser
@@ -84,7 +86,7 @@ def _scenes(args: argparse.Namespace):
             w, h = (int(v) for v in args.size.lower().split('x'))
         except ValueError:
             raise ConfigError(f'--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 640x384') from None
-        drive = SurroundSimDrive(frames=args.frames, image_size=(w, h), world=args.world,
+        drive = SurroundSimDrive(frames=args.frames, image_size=(w, h), world=args.world, split=args.split,
                                  seed_offset=args.seed_offset)
         yield drive.name, drive.rig(), drive.events(depth=args.depth)
 

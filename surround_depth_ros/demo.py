@@ -116,15 +116,40 @@ def _rows(runs: list[tuple[str, dict]]) -> list:
     return rows
 
 
+def shipped_section(shipped, results: dict[str, dict]) -> list[str]:
+    """The report's section on the experiment's shipped students: this run's test-split metrics next to the ones
+    recorded when they were shipped."""
+    from surround_depth_train.evaluation.report import metrics_table
+    from surround_depth_train.metrics import delta_t
+
+    ev = shipped.manifest['evaluation']
+    rows = [(f'{m.model} {m.role} (`{m.run}`, this run)', results[m.role]['model'].get('parameters'),
+             (results[m.role].get('latency') or {}).get('median_ms'), results[m.role]['lidar']['mean'],
+             None if m.role == 'baseline' else delta_t(results['distilled']['lidar']['mean'],
+                                                       results['baseline']['lidar']['mean']))
+            for m in (shipped.baseline, shipped.distilled)]
+    recorded = ' / '.join(f'{m.role} AbsRel {m.test_metrics["abs_rel"]:.4f}' for m in (shipped.baseline,
+                                                                                        shipped.distilled))
+    return ['## The experiment\'s shipped students, evaluated in this run', '',
+            f'`{shipped.folder}`: the baseline and the distilled student of `{shipped.manifest["command"]}` (seed '
+            f'{shipped.baseline.seed}; weights stored in {shipped.manifest["dtype"]}). Evaluated here on the '
+            f'SurroundSim **{ev["split"]}** split of their world ({ev["samples"]} camera sets at '
+            f'{ev["image_size"]}, LiDAR ground truth), the experiment\'s evaluation. Recorded when shipped (float32 '
+            f'weights): {recorded}. These two files are also the ones the bag rows below deploy.', '',
+            metrics_table(rows), '']
+
+
 def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: dict, training_md: str,
-                      wall_s: float, bag: Path, rate: float) -> Path:
+                      wall_s: float, bag: Path, rate: float, shipped=None, shipped_results: dict | None = None
+                      ) -> Path:
     """``report.md`` (module docstring); every number from the results of this run."""
     from surround_depth_ros.bag.live_evaluator import diagnostics_table
     from surround_depth_train.atomic import atomic_write
     from surround_depth_train.evaluation.report import metrics_table
 
-    runs = [(f'{offline_base["model"]["name"]} baseline (offline, bag)', offline_base),
-            (f'{offline_kd["model"]["name"]} + CKD + VRKD (offline, bag)', offline_kd),
+    what = 'shipped' if shipped is not None else 'toy-trained'
+    runs = [(f'{offline_base["model"]["name"]} baseline, {what} (offline, bag)', offline_base),
+            (f'{offline_kd["model"]["name"]} + CKD + VRKD, {what} (offline, bag)', offline_kd),
             ('the same, live: node over DDS', live)]
     diag = live['live']['diagnostics']
     pipeline = next((d['values'] for n, d in diag.items() if n.endswith(': pipeline')), {})  # counters: at the end
@@ -148,6 +173,7 @@ def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: 
           f'dropped under load are missing). {agree} Latency: offline rows, median model time per set in the '
           f'evaluation; live row, the node\'s /diagnostics `model_ms_median`.', '',
           metrics_table(_rows(runs)), '',
+          *(shipped_section(shipped, shipped_results) if shipped is not None else []),
           '## The node (from its /diagnostics)', '',
           f'- model time per set, median: {pipeline.get("model_ms_median", "-")} ms; end to end (image in to '
           f'depth out), median: {pipeline.get("end_to_end_ms_median", "-")} ms',
@@ -171,10 +197,30 @@ def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: 
     return path
 
 
+def evaluate_shipped(out: Path, shipped) -> dict[str, dict]:
+    """Both shipped students on the split they were shipped with (the experiment's evaluation), in this run."""
+    from surround_depth_train.evaluate import run_evaluation
+
+    ev = shipped.manifest['evaluation']
+    results = {}
+    for m in (shipped.baseline, shipped.distilled):
+        results[m.role] = run_evaluation(m.path, config=shipped.folder / f'{m.role}.yaml',
+                                         overrides=list(ev['overrides']), split=ev['split'],
+                                         out_dir=out / f'shipped_{m.role}', pictures=1, latency_runs=3,
+                                         consistency=False, progress=False)
+        got, rec = results[m.role]['lidar']['mean']['abs_rel'], m.test_metrics['abs_rel']
+        print(f'[demo] shipped {m.role} ({m.model}): {ev["split"]} abs_rel {got:.4f} in this run, {rec:.4f} '
+              f'recorded when shipped', flush=True)
+    return results
+
+
 def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate: float | None = None,
-              domain: str | None = None, baseline: Path | None = None, distilled: Path | None = None) -> Path:
+              domain: str | None = None, baseline: Path | None = None, distilled: Path | None = None,
+              shipped=None) -> Path:
     """The whole chain (module docstring); returns the report's path. With ``baseline`` and ``distilled`` model
-    files (e.g. the experiment's), those are deployed and the training stage is left out."""
+    files (e.g. the experiment's), those are deployed and the training stage is left out. With ``shipped`` (a
+    :class:`~surround_depth_train.shipped.ShippedPair`), the toy training still runs, the shipped pair is evaluated
+    on its test split and deployed on a bag of its world."""
     from surround_depth_ros.bag.evaluation import evaluate_bag, write_report
     from surround_depth_ros.bag.surroundsim import SurroundSimDrive
     from surround_depth_ros.convert import main as convert_main
@@ -204,6 +250,17 @@ def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate
         runs = out / 'runs'
         baseline, distilled = runs / 'student_baseline' / 'model.pt', runs / 'student_ckd_vrkd' / 'model.pt'
         training_md = (out / 'results.md').read_text()
+    world, split, shipped_results = None, 'val', None
+    if shipped is not None:
+        import yaml
+
+        print(f'[demo] 1/5 (continued) the shipped students of the experiment ({shipped.folder}) on their test '
+              f'split', flush=True)
+        shipped_results = evaluate_shipped(out, shipped)
+        baseline, distilled = shipped.baseline.path, shipped.distilled.path
+        world = (yaml.safe_load((shipped.folder / 'baseline.yaml').read_text()).get('data') or {}).get('world')
+        split = 'test'  # a drive the shipped students never trained on
+        training_md += ('\n\nThe bag rows deploy the shipped students (see above), not these toy-trained ones.')
 
     print(f'[demo] 2/5 converting a {frames}-frame SurroundSim drive at {size[0]}x{size[1]} to a rosbag2', flush=True)
     bag = out / 'bag'
@@ -212,9 +269,9 @@ def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate
 
         shutil.rmtree(bag)
     if convert_main(['surroundsim', '--frames', str(frames), '--size', f'{size[0]}x{size[1]}', '--out',
-                     str(bag)]) != 0:
+                     str(bag), '--split', split] + (['--world', str(world)] if world else [])) != 0:
         raise RuntimeError('the SurroundSim conversion failed (see above)')
-    masks = SurroundSimDrive(frames=frames, image_size=size).write_masks(out / 'bag_masks')
+    masks = SurroundSimDrive(frames=frames, image_size=size, world=world, split=split).write_masks(out / 'bag_masks')
 
     print('[demo] 3/5 offline evaluation on the bag: baseline and distilled student', flush=True)
     from surround_depth_ros.bag.topic_map import TopicMap
@@ -231,7 +288,8 @@ def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate
     print('[demo] 5/5 writing the report', flush=True)
     report = write_demo_report(out, offline_base=offline['offline_baseline'], offline_kd=offline['offline_kd'],
                                live=live, training_md=training_md,
-                               wall_s=time.monotonic() - start, bag=bag, rate=rate)
+                               wall_s=time.monotonic() - start, bag=bag, rate=rate, shipped=shipped,
+                               shipped_results=shipped_results)
     return report
 
 
@@ -248,14 +306,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rate', type=float, help='replay rate (default 0.25, quick 0.5)')
     parser.add_argument('--baseline', type=Path, help='a baseline model file to deploy instead of training one')
     parser.add_argument('--distilled', type=Path, help='a distilled model file (e.g. the experiment\'s) to deploy')
+    parser.add_argument('--shipped', type=Path, default=None,
+                        help='a folder of shipped students (surround_depth_train.shipped; default: the '
+                             'experiment\'s, docs/results/surroundsim_models, when it exists and not --quick)')
+    parser.add_argument('--no-shipped', action='store_true', help='deploy the toy-trained students even when '
+                                                                  'shipped ones exist')
     args = parser.parse_args(argv)
     if (args.baseline is None) != (args.distilled is None):
         parser.error('give both --baseline and --distilled (or neither: the demo trains both at toy scale)')
+    from surround_depth_train.shipped import ShippingError, read_shipped
+
     start = time.monotonic()
     try:
+        shipped = None
+        if args.baseline is None and not args.no_shipped and (args.shipped is not None or not args.quick):
+            shipped = read_shipped(args.shipped)
+            if shipped is None and args.shipped is not None:
+                raise RuntimeError(f'--shipped {args.shipped}: no models.json there; point it at a folder the '
+                                   f'experiment command wrote (ship.dir)')
         report = run_chain(args.out, quick=args.quick, frames=args.frames, rate=args.rate, baseline=args.baseline,
-                           distilled=args.distilled)
-    except RuntimeError as exc:
+                           distilled=args.distilled, shipped=shipped)
+    except (RuntimeError, ShippingError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     print(f'[demo] done in {(time.monotonic() - start) / 60:.1f} min; the report: {report}', flush=True)

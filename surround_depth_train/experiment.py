@@ -51,10 +51,11 @@ import yaml
 from surround_depth_train.atomic import atomic_write
 from surround_depth_train.config import ConfigError, load_config, save_config, to_mapping
 from surround_depth_train.metrics import METRIC_NAMES, delta_t
+from surround_depth_train.shipped import ShipSpec, ShippingError, ship_pair
 from surround_depth_train.training.config import TrainConfig
 
 __all__ = ['RunSpec', 'EvaluationSpec', 'CompareSpec', 'PictureSpec', 'ExperimentConfig', 'PlannedRun',
-           'load_experiment', 'plan_runs', 'run_status', 'main']
+           'load_experiment', 'plan_runs', 'run_status', 'ship', 'main']
 
 
 @dataclass
@@ -67,7 +68,7 @@ class RunSpec:
     presets: list[str] = field(default_factory=list)   # names of ExperimentConfig.presets, applied in order
     seeded: bool = False                 # repeat for every seed of ExperimentConfig.seeds
     seeds: list[int] | None = None       # a seeded run on these seeds only (e.g. [0] for a one-seed row)
-    table: str = ''                      # which table the run is a row of: teacher, V, III, IV ('' = none)
+    table: str = ''                      # the table the run is a row of: teacher or a key of tables ('' = none)
     label: str = ''                      # the row label (default: the name)
     priority: int = 0                    # lower runs first
     # further evaluations of this run's model: suffix -> data.* overrides (e.g. the teacher in its own world)
@@ -112,6 +113,11 @@ class ExperimentConfig:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     compare: CompareSpec = field(default_factory=CompareSpec)
     picture: PictureSpec = field(default_factory=PictureSpec)
+    ship: ShipSpec = field(default_factory=ShipSpec)  # the baseline / distilled pair `make demo` deploys
+    # the tables of the report, in order: RunSpec.table -> title (each also lists the baseline for reference)
+    tables: dict[str, str] = field(default_factory=lambda: {'V': 'Table V: ablation',
+                                                            'III': 'Table III: distillation baselines',
+                                                            'IV': 'Table IV: bin heads'})
     runs: list[RunSpec] = field(default_factory=list)
 
 
@@ -140,6 +146,8 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None, report:
         exp.out_dir = out_dir
     if report:
         exp.report = report
+    if exp.ship.dir is not None:
+        exp.ship.dir = exp.ship.dir.replace('{out_dir}', exp.out_dir)
     names = [r.name for r in exp.runs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -152,6 +160,9 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None, report:
         missing = [p for p in r.presets if p not in exp.presets]
         if missing:
             raise ConfigError(f'runs.{r.name}.presets: {missing} not in presets ({sorted(exp.presets)})')
+        if r.table not in ('', 'teacher', *exp.tables):
+            raise ConfigError(f'runs.{r.name}.table: {r.table!r} is not a table of the report; the tables are '
+                              f'teacher, {", ".join(exp.tables)} (add it under tables:)')
         if not re.fullmatch(r'[A-Za-z0-9_.-]+', r.name):
             raise ConfigError(f'runs: {r.name!r} is not a usable folder name; use letters, digits, _ . -')
     bad = [o for o in exp.evaluation.overrides if not o.startswith('data.')]
@@ -476,8 +487,44 @@ def _picture(exp: ExperimentConfig, planned: list[PlannedRun], path: Path) -> st
     return path.name
 
 
+def ship(exp: ExperimentConfig, planned: list[PlannedRun], results: dict[str, dict], command: str) -> str | None:
+    """Write the shipped pair (``exp.ship``) when both runs are evaluated and, if required, the direction holds.
+
+    Returns one line for the report (None when the experiment ships nothing).
+    """
+    spec = exp.ship
+    if spec.dir is None:
+        return None
+    runs = {}
+    for role, name in (('baseline', spec.baseline), ('distilled', spec.distilled)):
+        run = next((r for r in planned if r.spec.name == name and r.seed in (spec.seed, None)), None)
+        if run is None:
+            raise ConfigError(f'ship.{role}: {name!r} is not a run of the experiment (seed {spec.seed})')
+        runs[role] = run
+    if any(r.name not in results for r in runs.values()):
+        return f'Shipped models: not yet (`{runs["baseline"].name}` and `{runs["distilled"].name}` must finish).'
+    ver = verdict(exp, summarise(exp, planned, results), results, planned)
+    if spec.require_direction and not ver.get('direction_holds'):
+        return (f'Shipped models: none, because the paper\'s direction does not hold (ship.require_direction); '
+                f'`{spec.dir}` is left as it was.')
+    res = {role: results[r.name] for role, r in runs.items()}
+    dt = delta_t(res['distilled']['lidar']['mean'], res['baseline']['lidar']['mean'])
+    first = next(iter(res.values()))['dataset']
+    evaluation = {'split': exp.evaluation.split, 'samples': first['samples'], 'image_size': first['image_size'],
+                  'overrides': list(exp.evaluation.overrides)}
+    try:
+        pair = ship_pair(spec, {role: r.out_dir for role, r in runs.items()}, res, command=command,
+                         experiment_config=to_mapping(exp), evaluation=evaluation, delta_t=dt)
+    except ShippingError as exc:
+        raise ExperimentError(f'ship: {exc}') from None
+    size = sum(m.path.stat().st_size for m in (pair.baseline, pair.distilled)) / 1e6
+    return (f'Shipped models: `{runs["baseline"].name}` and `{runs["distilled"].name}` in `{spec.dir}` '
+            f'({spec.dtype}, {size:.1f} MB together; Δ_T {dt:+.2f} % on the {exp.evaluation.split} split); '
+            f'`make demo` deploys them.')
+
+
 def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun], results: dict[str, dict],
-                 command: str) -> dict[str, Any]:
+                 command: str, shipped: str | None = None) -> dict[str, Any]:
     """Write ``exp.report`` (Markdown) and its JSON twin; returns the JSON object."""
     rows = summarise(exp, planned, results)
     report = Path(exp.report)
@@ -515,6 +562,8 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
     if 'ckd_vrkd_at_least_ckd' in ver:
         out.append(f'- CKD + VRKD {"is" if ver["ckd_vrkd_at_least_ckd"] else "is not"} at least as good as CKD '
                    f'alone (mean Δ_T).')
+    if shipped:
+        out.append(f'- {shipped}')
     out.append('')
     if teacher_rows:
         base = rows.get(exp.compare.baseline)
@@ -529,8 +578,7 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
                     '|---|---|---:|---:|---:|']
             out += [f'| {lab} | {k} | {v["abs_rel"]:.3f} | {v["rmse"]:.3f} | {v["a1"]:.3f} |' for lab, k, v in extra]
             out.append('')
-    for table, title in (('V', 'Table V: ablation'), ('III', 'Table III: distillation baselines'),
-                         ('IV', 'Table IV: bin heads')):
+    for table, title in exp.tables.items():
         trs = [r for r in rows.values() if r['table'] == table]
         base = rows.get(exp.compare.baseline)
         if table != 'V' and base is not None and base not in trs:
@@ -569,7 +617,7 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
             out.append(f'| {run.name} | {t.get("train_s", 0):.0f} | {t.get("eval_s", 0):.0f} |')
     out += ['', '## Experiment config', '', '```yaml', yaml.safe_dump(to_mapping(exp), sort_keys=False).rstrip(),
             '```', '']
-    obj = {'command': command, 'config': to_mapping(exp), 'seeds': exp.seeds, 'split': ev.split,
+    obj = {'command': command, 'shipped': shipped, 'config': to_mapping(exp), 'seeds': exp.seeds, 'split': ev.split,
            'dataset': ds, 'rows': rows, 'verdict': ver, 'loss_scales': losses, 'picture': picture,
            'runs': {r.name: {'seed': r.seed, 'overrides': r.overrides, 'times': _times(r)} for r in planned
                     if r.name in results}}
@@ -638,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         def report() -> None:  # after every run, so an interrupted experiment leaves the tables it has
             results = collect(exp, planned)
             if results:
-                write_report(exp, str(args.config), planned, results, command)
+                write_report(exp, str(args.config), planned, results, command, ship(exp, planned, results, command))
 
         if not args.report_only:
             execute(exp, planned, args.only, after_run=report)

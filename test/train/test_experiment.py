@@ -58,11 +58,28 @@ def test_the_real_experiment_config_plans_every_table_row():
     exp = load_experiment(REAL)
     planned = plan_runs(exp)
     tables = {r.spec.table for r in planned}
-    assert tables == {'teacher', 'V', 'III', 'IV'}
+    assert tables == {'teacher', 'V', 'III', 'IV', 'light'} == {'teacher', *exp.tables}
     assert sum(r.spec.name == 'mb_ckd_vrkd' for r in planned) >= 3
+    shipped = {r.spec.name for r in planned if r.seed == exp.ship.seed} & {exp.ship.baseline, exp.ship.distilled}
+    assert len(shipped) == 2  # the shipped pair is two runs of the experiment
     for run in planned:  # every run resolves to a valid training config
         cfg = resolve_config(run)
         assert cfg.out_dir == str(Path(exp.out_dir) / run.name)
+
+
+def test_the_sweep_on_validation_plans_runs_that_only_differ_from_the_experiment_in_their_weights():
+    sweep = load_experiment(REAL.with_name('surroundsim_sweep.yaml'))
+    assert sweep.evaluation.split == 'val'
+    main_exp = load_experiment(REAL)
+    plain = {r.spec.name: resolve_config(r) for r in plan_runs(main_exp) if r.seed == 0}
+    for run in plan_runs(sweep):
+        cfg = resolve_config(run)
+        ref = plain['plain' if cfg.model.name == 'monodepth2' else 'mb']
+        assert (cfg.data, cfg.epochs, cfg.optim, cfg.seed) == (ref.data, ref.epochs, ref.optim, ref.seed), run.name
+        if cfg.loss.ckd or cfg.loss.vrkd:  # distilled from the main experiment's fine-tuned teacher
+            full = plain['mb_ckd_vrkd'].teacher
+            assert (cfg.teacher.name, cfg.teacher.kwargs, cfg.teacher.checkpoint) == \
+                (full.name, full.kwargs, full.checkpoint)
 
 
 def test_reference_to_a_later_or_seeded_run_is_refused(tmp_path):
@@ -97,6 +114,46 @@ def test_experiment_writes_teacher_rows_and_tables_with_paired_seeds(finished):
         assert heading in md
     assert re.search(r'^\| \+ MB \+ CKD \+ VRKD \| 2 \| .* ± .*\|$', md, re.M)
     assert (tmp / 'report_predictions.png').stat().st_size > 0
+
+
+def test_the_shipped_pair_is_written_in_half_precision_with_its_test_metrics(finished):
+    import torch
+
+    from surround_depth_train.shipped import read_shipped
+
+    tmp, _ = finished
+    pair = read_shipped(tmp / 'runs' / 'shipped')
+    assert pair is not None
+    for model, run in ((pair.baseline, 'plain_s0'), (pair.distilled, 'mb_ckd_vrkd_s0')):
+        result = json.loads((tmp / 'runs' / run / 'eval_test' / 'results.json').read_text())
+        assert model.run == run and model.seed == 0
+        assert model.test_metrics == pytest.approx(result['lidar']['mean'])
+        weights = torch.load(model.path, weights_only=True)['state_dict']
+        assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
+        assert (pair.folder / f'{model.role}.yaml').read_text() == (tmp / 'runs' / run / 'config.yaml').read_text()
+    assert 'Shipped models: `plain_s0` and `mb_ckd_vrkd_s0`' in (tmp / 'report.md').read_text()
+    assert '| baseline | `baseline.pt` |' in (pair.folder / 'README.md').read_text()
+
+
+def test_shipping_is_both_or_neither_and_refuses_a_pair_over_the_size_limit(finished):
+    from surround_depth_train.experiment import collect, ship
+    from surround_depth_train.shipped import read_shipped
+
+    tmp, _ = finished
+    exp = load_experiment(SMOKE, out_dir=str(tmp / 'runs'), report=str(tmp / 'report.md'))
+    planned = plan_runs(exp)
+    results = collect(exp, planned)
+    before = read_shipped(exp.ship.dir)
+    exp.ship.max_total_mb = 1e-3
+    with pytest.raises(ExperimentError, match='over ship.max_total_mb'):
+        ship(exp, planned, results, 'cmd')
+    assert read_shipped(exp.ship.dir) == before  # the shipped pair is untouched
+    assert not Path(exp.ship.dir + '.partial').exists()
+    exp.ship.require_direction = True
+    exp.ship.max_total_mb = 30.0
+    exp.compare.target_delta_t = 1e9  # a direction no run can show
+    assert 'none, because the paper\'s direction does not hold' in ship(exp, planned, results, 'cmd')
+    assert read_shipped(exp.ship.dir) == before
 
 
 @pytest.mark.slow

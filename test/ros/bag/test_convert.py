@@ -140,6 +140,23 @@ def test_surroundsim_bag_reads_back_every_topic_count_frame_and_stamp(tmp_path):
     assert len(bag[topics.TF_STATIC_TOPIC]) == 1
 
 
+def test_a_surroundsim_bag_of_another_split_and_world_holds_that_split_s_streets(tmp_path):
+    from surround_depth_train.data.surroundsim import SurroundSimDataset
+
+    world = str(Path(__file__).resolve().parents[3] / 'config' / 'surroundsim' / 'suburb.yaml')
+    images = {}
+    for split in ('val', 'test'):
+        out = tmp_path / split
+        assert main(['surroundsim', '--frames', '1', '--size', '64x32', '--world', world, '--split', split,
+                     '--out', str(out)]) == 0
+        msg = read_bag(out)[topics.image_topic(RIG_PRESETS['surroundsim'][0])][0][1]
+        images[split] = np.asarray(msg.data).reshape(32, 64, 3)
+    expected = SurroundSimDataset(split='test', num_samples=1, image_size=(64, 32), world=world,
+                                  frames_per_scene=1)[0]['image'][0].permute(1, 2, 0).numpy()
+    assert np.abs(images['test'].astype(float) / 255 - expected).max() < 1 / 255 + 1e-6
+    assert not np.array_equal(images['test'], images['val'])
+
+
 def test_ddad_bag_carries_the_calibrated_distortion_and_the_images_as_recorded(tmp_path, dataset_fixtures):
     import cv2
 

@@ -146,6 +146,17 @@ def test_normed_centers_are_ordered_and_inside_the_depth_range():
     assert out.depth.min() >= 0.1 and out.depth.max() <= 60.0
 
 
+def test_untrained_softplus_centers_span_the_depth_range_geometrically():
+    head = make_head(min_depth=1e-3, max_depth=80.0)
+    with torch.no_grad():
+        seed = head.seed_bin_regressor(torch.zeros(1, 1, 1, head.conv2.in_channels))[0, 0, 0].double()
+    expected = torch.logspace(torch.log10(torch.tensor(0.8)), torch.log10(torch.tensor(80.0)), 16,
+                              dtype=torch.float64)
+    torch.testing.assert_close(seed, expected, rtol=0.05, atol=0.05)  # the hidden layer adds a little
+    out = head(*make_inputs(head))
+    assert 2.0 < float(out.depth.median()) < 40.0  # street scale from the first step, not softplus(0) = 0.69 m
+
+
 def test_rel_depth_at_another_resolution_is_resized():
     head = make_head()
     bottleneck, stages, last, rel = make_inputs(head)

@@ -56,6 +56,37 @@ def test_training_checkpoint_loads_as_a_model_and_keeps_its_state(tmp_path, mode
     assert torch.equal(meta['rng']['torch'], extra['rng']['torch'])
 
 
+def test_a_compact_copy_stores_half_precision_weights_and_deploys_like_the_original(tmp_path, model):
+    from surround_depth_train.models.modelfile import write_compact_copy
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.rand(1, 3, 64, 96)).depth.mean().backward()
+    optimizer.step()
+    ckpt = _save(tmp_path / 'ckpt.pt', model, extra={'optimizer': optimizer.state_dict(), 'step': 3})
+    full = _save(tmp_path / 'model.pt', model)
+    compact = write_compact_copy(ckpt, tmp_path / 'compact.pt')
+    obj = torch.load(compact, weights_only=True)
+    assert 'optimizer' not in obj and 'step' not in obj  # training state left out
+    floats = [v for v in obj['state_dict'].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    assert all(not v.is_floating_point() for k, v in obj['state_dict'].items() if 'num_batches_tracked' in k)
+    assert compact.stat().st_size < 0.6 * full.stat().st_size
+    loaded, meta = load_model(compact)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert meta['training_rig'] == read_model_file(full)['training_rig']
+    images = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        reference = model.eval()(images).depth
+        torch.testing.assert_close(loaded(images).depth, reference, rtol=1e-2, atol=1e-2)
+
+
+def test_a_compact_copy_needs_a_floating_point_dtype(tmp_path, model):
+    from surround_depth_train.models.modelfile import write_compact_copy
+
+    with pytest.raises(ValueError, match='floating-point'):
+        write_compact_copy(_save(tmp_path / 'model.pt', model), tmp_path / 'c.pt', dtype=torch.int8)
+
+
 def test_extra_state_must_be_plain(tmp_path, model):
     import numpy as np
     with pytest.raises(TypeError, match='ndarray.*torch.from_numpy'):
