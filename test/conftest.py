@@ -31,3 +31,9 @@ def nuscenes_root(tmp_path_factory, dataset_fixtures) -> Path:
 def ddad_root(tmp_path_factory, dataset_fixtures) -> Path:
     """A tiny DDAD tree in the DGP layout, with SurroundDepth's masks and preprocessed depth beside it."""
     return dataset_fixtures.write_ddad(tmp_path_factory.mktemp('ddad'))
+
+
+@pytest.fixture
+def tiny_shipped_pair(tmp_path):
+    """A :class:`~surround_depth_train.shipped.ShippedPair` of two tiny students in ``tmp_path / 'make'``."""
+    return load_fixture_module('shipped').write_tiny_shipped_pair(tmp_path / 'make')

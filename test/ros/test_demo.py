@@ -47,42 +47,11 @@ def test_quick_demo_runs_the_whole_chain_and_reports_the_numbers_of_this_run(tmp
     assert (tmp_path / 'live' / 'pictures' / 'bev_live.png').is_file()
 
 
-def _tiny_shipped_pair(root):
-    """Two tiny students shipped by ``ship_pair`` with their real test metrics (float32) recorded."""
-    import torch
-
-    from surround_depth_train.config import load_config, save_config
-    from surround_depth_train.evaluate import run_evaluation
-    from surround_depth_train.models import create_model, save_model
-    from surround_depth_train.shipped import ShipSpec, ship_pair
-    from surround_depth_train.training.config import TrainConfig
-
-    repo = Path(__file__).resolve().parents[2]
-    overrides = [f'data.world={repo / "config" / "surroundsim" / "suburb.yaml"}', 'data.image_size=[96,64]',
-                 'data.test_samples=2']
-    runs, results = {}, {}
-    for seed, (role, name) in enumerate((('baseline', 'tiny_student'), ('distilled', 'tiny_student_mb'))):
-        folder = root / role
-        folder.mkdir(parents=True)
-        cfg = load_config(TrainConfig, repo / 'config' / 'train' / 'surroundsim_student_baseline.yaml',
-                          overrides + [f'model.name={name}'])
-        save_config(cfg, folder / 'config.yaml')
-        torch.manual_seed(seed)
-        save_model(folder / 'model.pt', create_model(name), name=name, kwargs={}, input_size=(64, 96))
-        results[role] = run_evaluation(folder / 'model.pt', config=folder / 'config.yaml', overrides=overrides[:1],
-                                       split='test', out_dir=folder / 'eval', pictures=0, latency_runs=1,
-                                       consistency=False, progress=False)
-        runs[role] = folder
-    ds = results['baseline']['dataset']
-    return ship_pair(ShipSpec(dir=str(root / 'shipped')), runs, results, command='test', experiment_config={},
-                     evaluation={'split': 'test', 'samples': ds['samples'], 'image_size': ds['image_size'],
-                                 'overrides': overrides[:1]}, delta_t=None)
-
-
-def test_the_demo_evaluates_shipped_students_in_its_run_and_reproduces_their_recorded_metrics(tmp_path):
+def test_the_demo_evaluates_shipped_students_in_its_run_and_reproduces_their_recorded_metrics(tmp_path,
+                                                                                              tiny_shipped_pair):
     from surround_depth_ros.demo import evaluate_shipped, shipped_section
 
-    pair = _tiny_shipped_pair(tmp_path / 'make')
+    pair = tiny_shipped_pair
     results = evaluate_shipped(tmp_path / 'demo', pair)
     for model in (pair.baseline, pair.distilled):
         got = results[model.role]['lidar']['mean']
@@ -94,8 +63,8 @@ def test_the_demo_evaluates_shipped_students_in_its_run_and_reproduces_their_rec
     assert re.search(r'^\| tiny_student_mb distilled \(`distilled`, this run\) \|.*\| [+-][0-9.]+ \|$', text, re.M)
 
 
-def test_a_shipped_folder_that_was_changed_is_refused_by_name(tmp_path, capsys):
-    pair = _tiny_shipped_pair(tmp_path / 'make')
+def test_a_shipped_folder_that_was_changed_is_refused_by_name(tmp_path, capsys, tiny_shipped_pair):
+    pair = tiny_shipped_pair
     with open(pair.distilled.path, 'ab') as f:
         f.write(b'\0')
     assert main(['--out', str(tmp_path / 'demo'), '--shipped', str(pair.folder)]) == 1
