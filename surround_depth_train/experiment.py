@@ -171,6 +171,9 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None, report:
     return exp
 
 
+#: Bumped when the evaluation gains measures, so older cached evaluations are redone (2: median-scaled metrics).
+EVALUATION_VERSION = 2
+
 _REF = re.compile(r'\{run:([A-Za-z0-9_.-]+)\}')
 
 
@@ -278,7 +281,7 @@ def _evaluate(run: PlannedRun, exp: ExperimentConfig, suffix: str = '', extra: S
     ev = exp.evaluation
     out = run.out_dir / f'eval_{ev.split}{suffix}'
     model = run.out_dir / 'model.pt'
-    settings = {'evaluation': to_mapping(ev), 'extra': list(extra)}
+    settings = {'evaluation': to_mapping(ev), 'extra': list(extra), 'version': EVALUATION_VERSION}
     cached = _read_json(out / 'results.json')
     if cached is not None and (out / 'results.json').stat().st_mtime >= model.stat().st_mtime and \
             _read_json(out / 'experiment_evaluation.json') == settings:
@@ -394,6 +397,8 @@ def summarise(exp: ExperimentConfig, planned: list[PlannedRun], results: dict[st
         cons = [(results[r.name].get('consistency') or {}).get('rig') for r in runs]
         cons = [c for c in cons if c is not None]
         dense = [results[r.name]['dense']['mean'] for r in runs if (results[r.name].get('dense') or {}).get('mean')]
+        structure = [results[r.name]['lidar_median_scaled']['mean'] for r in runs
+                     if (results[r.name].get('lidar_median_scaled') or {}).get('mean')]
         rows[name] = {
             'label': spec.label or name, 'table': spec.table, 'seeds': [r.seed for r in runs],
             'runs': [r.name for r in runs], 'parameters': results[runs[0].name]['model']['parameters'],
@@ -404,6 +409,8 @@ def summarise(exp: ExperimentConfig, planned: list[PlannedRun], results: dict[st
                                                  for r in runs), None),
             'dense_abs_rel': None if not dense else dict(zip(('mean', 'std'), _mean_std([d['abs_rel']
                                                                                          for d in dense]))),
+            'median_scaled': None if not structure else {
+                k: dict(zip(('mean', 'std'), _mean_std([m[k] for m in structure]))) for k in ('abs_rel', 'a1')},
             'extra': {suffix: v['lidar']['mean'] for suffix, v in (results[runs[0].name].get('extra') or {}).items()},
             'times': {r.name: _times(r) for r in runs},
         }
@@ -572,6 +579,18 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
                 'and after fine-tuning on the students\' LiDAR; the plain student for comparison. Δ_T against '
                 'the plain student (mean of its seeds).', '',
                 _table(teacher_rows + ([base] if base else []), with_std=True), '']
+        structure = [r for r in teacher_rows + [rows.get(n) for n in (exp.compare.baseline, exp.compare.same_head,
+                                                                       exp.compare.distilled)]
+                     if r is not None and r.get('median_scaled')]
+        if structure:
+            out += ['Structure alone (each image median-scaled to the LiDAR first, Monodepth2\'s protocol): what a '
+                    'teacher can pass on through scale-invariant probabilities even where its metric scale is off.',
+                    '', '| run | seeds | AbsRel (median-scaled) | δ<1.25 (median-scaled) |', '|---|---:|---:|---:|']
+            out += [f'| {r["label"]} | {len(r["seeds"])} | '
+                    f'{_fmt(r["median_scaled"]["abs_rel"]["mean"], r["median_scaled"]["abs_rel"]["std"] if len(r["seeds"]) > 1 else None)} | '
+                    f'{_fmt(r["median_scaled"]["a1"]["mean"], r["median_scaled"]["a1"]["std"] if len(r["seeds"]) > 1 else None)} |'
+                    for r in structure]
+            out.append('')
         extra = [(r['label'], k, v) for r in teacher_rows for k, v in r['extra'].items() if v]
         if extra:
             out += ['Further evaluations of the teacher:', '', '| run | evaluation | AbsRel | RMSE | δ<1.25 |',
@@ -580,6 +599,8 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
             out.append('')
     for table, title in exp.tables.items():
         trs = [r for r in rows.values() if r['table'] == table]
+        if not trs:
+            continue
         base = rows.get(exp.compare.baseline)
         if table != 'V' and base is not None and base not in trs:
             trs = [base] + trs

@@ -103,7 +103,9 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
     """Evaluate ``model`` on ``dataset`` (module docstring); pictures go to ``out_dir/pictures`` when given.
 
     Returns:
-        A dict of plain values: ``lidar`` and ``dense`` (``MetricsAccumulator.summary()``, ``dense`` None without
+        A dict of plain values: ``lidar``, ``lidar_median_scaled`` (each image's prediction scaled by
+        ``median(gt) / median(pred)`` first: the structure alone, Monodepth2's protocol) and ``dense``
+        (``MetricsAccumulator.summary()``, ``dense`` None without
         dense GT), ``nonfinite``, ``consistency``, ``latency``, ``parameters``, ``gt_resolution`` and
         ``pictures`` (paths relative to ``out_dir``).
     """
@@ -122,6 +124,7 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_surround,
                         num_workers=num_workers)
     lidar_acc, dense_acc = MetricsAccumulator(names), MetricsAccumulator(names)
+    structure_acc = MetricsAccumulator(names)  # per-image median scaling: structure, whatever the metric scale
     cons_acc = ConsistencyAccumulator(names)
     dense_cons: list[float] = []
     nf_pixels, nf_images, nf_gt = ({n: 0 for n in names} for _ in range(3))
@@ -149,6 +152,7 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
         gt_resolution = f'{gt.shape[-1]} x {gt.shape[-2]}' + (' (native)' if S.DEPTH_NATIVE in batch else
                                                                ' (network resolution)')
         lidar_acc.add_batch(pred_gt, gt, lo, hi, masks=gt_mask, camera_names=names)
+        structure_acc.add_batch(pred_gt, gt, lo, hi, masks=gt_mask, median_scaling=True, camera_names=names)
         nonfinite_gt = (gt_mask & ~torch.isfinite(pred_gt)).flatten(2).sum(-1)  # [B, N]
         for i, name in enumerate(names):
             bad = (~finite[:, i]).flatten(1).sum(-1).cpu()
@@ -184,6 +188,7 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
     latency = measure_latency(model, first_images, runs=latency_runs) if first_images is not None else None
     return {
         'lidar': lidar_acc.summary(),
+        'lidar_median_scaled': structure_acc.summary(),
         'dense': dense_acc.summary() if has_dense else None,
         'nonfinite': {'pixels': nf_pixels, 'images': nf_images, 'gt_pixels': nf_gt,
                       'pixels_total': sum(nf_pixels.values()), 'images_total': sum(nf_images.values()),

@@ -143,3 +143,30 @@ def test_a_teacher_model_file_evaluates_like_a_student(tmp_path):
                  'data.val_samples=1']) == 0
     result = json.loads((tmp_path / 'eval' / 'results.json').read_text())
     assert result['model']['name'] == 'depth_anything_tiny_metric' and result['lidar']['mean'] is not None
+
+
+class ScaledDenseTruth(nn.Module):
+    """Predicts the dataset's exact dense depth of the batch, times a factor (set before each call)."""
+
+    def __init__(self, dataset, factor: float):
+        super().__init__()
+        self.depths = [dataset[i]['depth_dense'] for i in range(len(dataset))]
+        self.factor, self.calls = factor, 0
+
+    def forward(self, images, depth_only=False):
+        from surround_depth_train.models.output import DepthOutput
+
+        depth = self.depths[self.calls % len(self.depths)].clone() * self.factor
+        self.calls += 1
+        return DepthOutput(depth=depth.clamp_min(1e-3))
+
+
+def test_median_scaled_metrics_measure_structure_whatever_the_scale():
+    ds = SurroundSimDataset('val', 2, (96, 64))
+    runs = {f: evaluate_model(ScaledDenseTruth(ds, f), ds, pictures=0, latency_runs=1, consistency=False,
+                              progress=False) for f in (1.0, 1.5)}
+    assert runs[1.0]['lidar']['mean']['abs_rel'] < 0.05  # the dense truth against the LiDAR of the same frame
+    assert runs[1.5]['lidar']['mean']['abs_rel'] == pytest.approx(0.5, abs=0.05)
+    structure = {f: r['lidar_median_scaled']['mean'] for f, r in runs.items()}
+    assert structure[1.5]['abs_rel'] == pytest.approx(structure[1.0]['abs_rel'], abs=1e-4)  # scale removed
+    assert structure[1.5]['a1'] == pytest.approx(structure[1.0]['a1'], abs=1e-4) and structure[1.5]['a1'] > 0.95
