@@ -516,6 +516,14 @@ def ship(exp: ExperimentConfig, planned: list[PlannedRun], results: dict[str, di
                 f'`{spec.dir}` is left as it was.')
     res = {role: results[r.name] for role, r in runs.items()}
     dt = delta_t(res['distilled']['lidar']['mean'], res['baseline']['lidar']['mean'])
+    mean = {(r.spec.name, r.seed): results[r.name]['lidar']['mean'] for r in planned if r.name in results}
+    paired = [delta_t(m, mean[(spec.baseline, seed)]) for (name, seed), m in mean.items()
+              if name == spec.distilled and (spec.baseline, seed) in mean and m and mean[(spec.baseline, seed)]]
+    pair_gain = float(np.mean(paired)) if paired else None
+    if spec.require_pair_gain and (pair_gain is None or pair_gain <= 0):
+        return (f'Shipped models: none, because `{spec.distilled}` does not beat `{spec.baseline}` (paired Δ_T '
+                f'{"n/a" if pair_gain is None else f"{pair_gain:+.2f} %"} over {len(paired)} seed(s); '
+                f'ship.require_pair_gain); `{spec.dir}` is left as it was.')
     first = next(iter(res.values()))['dataset']
     evaluation = {'split': exp.evaluation.split, 'samples': first['samples'], 'image_size': first['image_size'],
                   'overrides': list(exp.evaluation.overrides)}

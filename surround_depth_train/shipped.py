@@ -47,6 +47,8 @@ class ShipSpec:
     dtype: str = 'float16'
     max_total_mb: float = 30.0
     require_direction: bool = True       # ship only when the experiment's verdict says the direction holds
+    require_pair_gain: bool = True       # ... and the shipped distilled student beats its own baseline (mean paired
+                                         # Delta_T over the seeds both runs have)
 
 
 class ShippingError(RuntimeError):

@@ -154,6 +154,10 @@ def test_shipping_is_both_or_neither_and_refuses_a_pair_over_the_size_limit(fini
     exp.compare.target_delta_t = 1e9  # a direction no run can show
     assert 'none, because the paper\'s direction does not hold' in ship(exp, planned, results, 'cmd')
     assert read_shipped(exp.ship.dir) == before
+    exp.ship.require_direction, exp.ship.require_pair_gain = False, True
+    exp.ship.baseline = exp.ship.distilled = 'plain'  # a student against itself gains nothing
+    assert 'none, because `plain` does not beat `plain` (paired Δ_T +0.00 %' in ship(exp, planned, results, 'cmd')
+    assert read_shipped(exp.ship.dir) == before
 
 
 @pytest.mark.slow
