@@ -564,8 +564,9 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
     out += ['## Verdict (computed from the tables below)', '']
     if 'distilled_delta_t' in ver:
         dt = ver['distilled_delta_t']
-        out.append(f'- `{exp.compare.distilled}` vs `{exp.compare.baseline}`: Δ_T = {dt["mean"]:+.2f} ± '
-                   f'{dt["std"]:.2f} % over {ver["distilled_seeds"]} paired seed(s); the paper\'s direction '
+        out.append(f'- `{exp.compare.distilled}` vs `{exp.compare.baseline}`: Δ_T = '
+                   f'{_fmt(dt["mean"], dt["std"] if ver["distilled_seeds"] > 1 else None, 2, sign=True)} % over '
+                   f'{ver["distilled_seeds"]} paired seed(s); the paper\'s direction '
                    f'(≥ +{exp.compare.target_delta_t:g} %, beyond one std, ≥ 2 seeds) '
                    f'**{"holds" if ver["direction_holds"] else "does not hold"}** here.')
     else:
@@ -573,7 +574,8 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
     if 'distilled_vs_same_head' in ver:
         d = ver['distilled_vs_same_head']
         out.append(f'- `{exp.compare.distilled}` vs `{exp.compare.same_head}` (the same student without '
-                   f'distillation): Δ_T = {d["mean"]:+.2f} ± {d["std"]:.2f} % over {d["seeds"]} paired seed(s).')
+                   f'distillation): Δ_T = {_fmt(d["mean"], d["std"] if d["seeds"] > 1 else None, 2, sign=True)} % '
+                   f'over {d["seeds"]} paired seed(s).')
     if 'ckd_vrkd_at_least_ckd' in ver:
         out.append(f'- CKD + VRKD {"is" if ver["ckd_vrkd_at_least_ckd"] else "is not"} at least as good as CKD '
                    f'alone (mean Δ_T).')
@@ -623,7 +625,8 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
                 '', '| run | seeds | rig median |', '|---|---:|---:|']
         for r in cons_rows:
             rig = r['consistency_rig']
-            out.append(f'| {r["label"]} | {len(r["seeds"])} | {_fmt(rig["mean"], rig["std"], 4)} |')
+            out.append(f'| {r["label"]} | {len(r["seeds"])} | '
+                       f'{_fmt(rig["mean"], rig["std"] if len(r["seeds"]) > 1 else None, 4)} |')
         out.append('')
     losses = loss_scales(planned, results)
     if losses:
