@@ -36,9 +36,9 @@ def test_quick_demo_runs_the_whole_chain_and_reports_the_numbers_of_this_run(tmp
     assert live['frames'] and live['live']['received']['depth'] > 0
     rows = re.findall(r'^\| ([^|]+) \| [^|]+ \| [^|]+ \| ([0-9.]+) \|', text, re.M)
     got = {name.strip(): float(v) for name, v in rows}
-    assert got[f'{offline_base["model"]["name"]} baseline (offline, bag)'] == \
+    assert got[f'{offline_base["model"]["name"]} baseline, toy-trained (offline, bag)'] == \
         pytest.approx(offline_base['lidar']['mean']['abs_rel'], abs=5e-4)
-    assert got[f'{offline_kd["model"]["name"]} + CKD + VRKD (offline, bag)'] == \
+    assert got[f'{offline_kd["model"]["name"]} + CKD + VRKD, toy-trained (offline, bag)'] == \
         pytest.approx(offline_kd['lidar']['mean']['abs_rel'], abs=5e-4)
     assert got['the same, live: node over DDS'] == pytest.approx(live['lidar']['mean']['abs_rel'], abs=5e-4)
     assert 'surround_depth_node: pipeline' in text and 'model time per set, median' in text
