@@ -517,8 +517,9 @@ def ship(exp: ExperimentConfig, planned: list[PlannedRun], results: dict[str, di
     res = {role: results[r.name] for role, r in runs.items()}
     dt = delta_t(res['distilled']['lidar']['mean'], res['baseline']['lidar']['mean'])
     mean = {(r.spec.name, r.seed): results[r.name]['lidar']['mean'] for r in planned if r.name in results}
-    paired = [delta_t(m, mean[(spec.baseline, seed)]) for (name, seed), m in mean.items()
-              if name == spec.distilled and (spec.baseline, seed) in mean and m and mean[(spec.baseline, seed)]]
+    per_seed = {seed: delta_t(m, mean[(spec.baseline, seed)]) for (name, seed), m in mean.items()
+                if name == spec.distilled and (spec.baseline, seed) in mean and m and mean[(spec.baseline, seed)]}
+    paired = list(per_seed.values())
     pair_gain = float(np.mean(paired)) if paired else None
     if spec.require_pair_gain and (pair_gain is None or pair_gain <= 0):
         return (f'Shipped models: none, because `{spec.distilled}` does not beat `{spec.baseline}` (paired Δ_T '
@@ -529,7 +530,8 @@ def ship(exp: ExperimentConfig, planned: list[PlannedRun], results: dict[str, di
                   'overrides': list(exp.evaluation.overrides)}
     try:
         pair = ship_pair(spec, {role: r.out_dir for role, r in runs.items()}, res, command=command,
-                         experiment_config=to_mapping(exp), evaluation=evaluation, delta_t=dt)
+                         experiment_config=to_mapping(exp), evaluation=evaluation, delta_t=dt,
+                         paired_delta_t={k: v for k, v in per_seed.items() if k is not None})
     except ShippingError as exc:
         raise ExperimentError(f'ship: {exc}') from None
     size = sum(m.path.stat().st_size for m in (pair.baseline, pair.distilled)) / 1e6

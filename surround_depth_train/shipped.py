@@ -85,13 +85,14 @@ def _sha256(path: Path) -> str:
 
 def ship_pair(spec: ShipSpec, runs: Mapping[str, Path], results: Mapping[str, Mapping[str, Any]], *,
               command: str, experiment_config: Mapping[str, Any], evaluation: Mapping[str, Any],
-              delta_t: float | None) -> ShippedPair:
+              delta_t: float | None, paired_delta_t: Mapping[int, float] | None = None) -> ShippedPair:
     """Write the pair into ``spec.dir`` (both or neither) and return it as :func:`read_shipped` would.
 
     Args:
         runs: role -> the run folder (``model.pt``, ``config.yaml``).
         results: role -> the run's evaluation result (``results.json`` of the experiment's evaluation).
         delta_t: Delta_T (%) of the distilled student against the baseline of the same seed.
+        paired_delta_t: the same per seed of the two runs (seed -> %), when they were trained on several.
 
     Raises:
         ShippingError: a run has no model file, or the two files together exceed ``spec.max_total_mb``.
@@ -129,6 +130,7 @@ def ship_pair(spec: ShipSpec, runs: Mapping[str, Path], results: Mapping[str, Ma
                                 f'ship.distilled) or raise the limit')
         manifest = {'format': MANIFEST_FORMAT, 'command': command, 'dtype': spec.dtype,
                     'evaluation': dict(evaluation), 'distilled_delta_t_vs_baseline': delta_t,
+                    'paired_delta_t_per_seed': {str(k): float(v) for k, v in (paired_delta_t or {}).items()},
                     'experiment_config': dict(experiment_config), **entries}
         (staging / 'README.md').write_text(_readme(manifest))
         with atomic_write(staging / MANIFEST, 'w') as f:
@@ -156,6 +158,12 @@ def _readme(m: Mapping[str, Any]) -> str:
                     f'{e["bytes"] / 1e6:.1f} MB |')
     ev = m['evaluation']
     dt = m['distilled_delta_t_vs_baseline']
+    per_seed = m.get('paired_delta_t_per_seed') or {}
+    seeds = ''
+    if len(per_seed) > 1:
+        values = list(per_seed.values())
+        seeds = (f' Over the {len(values)} paired seeds of the experiment: {sum(values) / len(values):+.2f} % on '
+                 f'average (' + ', '.join(f'seed {k}: {v:+.2f} %' for k, v in per_seed.items()) + ').')
     return '\n'.join([
         '# Shipped students of the SurroundSim experiment', '',
         f'Written by `{m["command"]}` (do not edit by hand: rerunning the command rewrites this folder). Weights are '
@@ -165,7 +173,8 @@ def _readme(m: Mapping[str, Any]) -> str:
         f'sets, {ev.get("image_size")}, LiDAR ground truth), computed with the float32 weights before the copy.', '',
         '| role | file | model | params | run | seed | AbsRel | RMSE | δ<1.25 | size |',
         '|---|---|---|---:|---|---:|---:|---:|---:|---:|', *rows, '',
-        f'Δ_T of the distilled student against the baseline: {dt:+.2f} %.' if dt is not None else '', '',
+        (f'Δ_T of the distilled student against the baseline: {dt:+.2f} % (this seed).{seeds}'
+         if dt is not None else ''), '',
         '`make demo` deploys these two files and evaluates them in its own run.', ''])
 
 

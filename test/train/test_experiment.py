@@ -132,6 +132,8 @@ def test_the_shipped_pair_is_written_in_half_precision_with_its_test_metrics(fin
         assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
         assert (pair.folder / f'{model.role}.yaml').read_text() == (tmp / 'runs' / run / 'config.yaml').read_text()
     assert 'Shipped models: `plain_s0` and `mb_ckd_vrkd_s0`' in (tmp / 'report.md').read_text()
+    assert set(pair.manifest['paired_delta_t_per_seed']) == {'0', '1'}  # the smoke experiment's two seeds
+    assert 'Over the 2 paired seeds of the experiment' in (pair.folder / 'README.md').read_text()
     assert '| baseline | `baseline.pt` |' in (pair.folder / 'README.md').read_text()
 
 
