@@ -154,7 +154,7 @@ def test_untrained_softplus_centers_span_the_depth_range_geometrically():
                               dtype=torch.float64)
     torch.testing.assert_close(seed, expected, rtol=0.05, atol=0.05)  # the hidden layer adds a little
     out = head(*make_inputs(head))
-    assert 2.0 < float(out.depth.median()) < 40.0  # street scale from the first step, not softplus(0) = 0.69 m
+    assert 2.0 < float(out.depth.detach().median()) < 40.0  # street scale from the first step, not softplus(0) = 0.69 m
 
 
 def test_rel_depth_at_another_resolution_is_resized():
