@@ -197,13 +197,10 @@ def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: 
     return path
 
 
-def _in_repo(override: str) -> str:
-    """``data.world=config/...``: a path relative to the repository (as the experiment wrote it) made absolute, so
-    the demo runs from any folder."""
-    key, _, value = override.partition('=')
-    if key == 'data.world' and value and not Path(value).is_absolute() and (REPO / value).is_file():
-        return f'{key}={REPO / value}'
-    return override
+def _in_repo(world: str) -> str:
+    """A world YAML path relative to the repository (as the experiment wrote it) made absolute, so the demo runs
+    from any folder."""
+    return str(REPO / world) if not Path(world).is_absolute() and (REPO / world).is_file() else world
 
 
 def evaluate_shipped(out: Path, shipped) -> dict[str, dict]:
@@ -211,7 +208,8 @@ def evaluate_shipped(out: Path, shipped) -> dict[str, dict]:
     from surround_depth_train.evaluate import run_evaluation
 
     ev = shipped.manifest['evaluation']
-    overrides = [_in_repo(o) for o in ev['overrides']]
+    overrides = [f'data.world={_in_repo(o.partition("=")[2])}' if o.startswith('data.world=') else o
+                 for o in ev['overrides']]
     results = {}
     for m in (shipped.baseline, shipped.distilled):
         results[m.role] = run_evaluation(m.path, config=shipped.folder / f'{m.role}.yaml',
@@ -269,7 +267,7 @@ def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate
         shipped_results = evaluate_shipped(out, shipped)
         baseline, distilled = shipped.baseline.path, shipped.distilled.path
         world = (yaml.safe_load((shipped.folder / 'baseline.yaml').read_text()).get('data') or {}).get('world')
-        world = _in_repo(f'data.world={world}').partition('=')[2] if world else None
+        world = _in_repo(world) if world else None
         split = 'test'  # a drive the shipped students never trained on
         training_md += ('\n\nThe bag rows deploy the shipped students (see above), not these toy-trained ones.')
 

@@ -437,6 +437,14 @@ def _table(rows: list[dict], with_std: bool) -> str:
     return '\n'.join(lines)
 
 
+def paired_delta_t(planned: list[PlannedRun], results: dict[str, dict], run: str, reference: str
+                   ) -> dict[int | None, float]:
+    """Delta_T (%) of spec ``run`` against spec ``reference`` of the same seed, for every seed both have."""
+    mean = {(r.spec.name, r.seed): results[r.name]['lidar']['mean'] for r in planned if r.name in results}
+    return {seed: delta_t(m, mean[(reference, seed)]) for (name, seed), m in mean.items()
+            if name == run and m and mean.get((reference, seed))}
+
+
 def verdict(exp: ExperimentConfig, rows: dict[str, dict], results: dict[str, dict] | None = None,
             planned: list[PlannedRun] | None = None) -> dict[str, Any]:
     """Whether the paper's direction holds in these runs (None where the runs needed are missing)."""
@@ -445,9 +453,7 @@ def verdict(exp: ExperimentConfig, rows: dict[str, dict], results: dict[str, dic
     out: dict[str, Any] = {'target_delta_t': c.target_delta_t}
     if results is not None and planned is not None and c.same_head:
         # the distillation's own effect: Delta_T of the distilled student against the same student, paired seeds
-        mean = {(r.spec.name, r.seed): results[r.name]['lidar']['mean'] for r in planned if r.name in results}
-        pairs = [delta_t(mean[(c.distilled, s)], mean[(c.same_head, s)]) for (n, s) in mean
-                 if n == c.distilled and (c.same_head, s) in mean and mean[(n, s)] and mean[(c.same_head, s)]]
+        pairs = list(paired_delta_t(planned, results, c.distilled, c.same_head).values())
         if pairs:
             out['distilled_vs_same_head'] = dict(zip(('mean', 'std'), _mean_std(pairs)), seeds=len(pairs))
     if full is not None and full['delta_t'] is not None:
@@ -516,9 +522,7 @@ def ship(exp: ExperimentConfig, planned: list[PlannedRun], results: dict[str, di
                 f'`{spec.dir}` is left as it was.')
     res = {role: results[r.name] for role, r in runs.items()}
     dt = delta_t(res['distilled']['lidar']['mean'], res['baseline']['lidar']['mean'])
-    mean = {(r.spec.name, r.seed): results[r.name]['lidar']['mean'] for r in planned if r.name in results}
-    per_seed = {seed: delta_t(m, mean[(spec.baseline, seed)]) for (name, seed), m in mean.items()
-                if name == spec.distilled and (spec.baseline, seed) in mean and m and mean[(spec.baseline, seed)]}
+    per_seed = paired_delta_t(planned, results, spec.distilled, spec.baseline)
     paired = list(per_seed.values())
     pair_gain = float(np.mean(paired)) if paired else None
     if spec.require_pair_gain and (pair_gain is None or pair_gain <= 0):
@@ -598,10 +602,10 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
             out += ['Structure alone (each image median-scaled to the LiDAR first, Monodepth2\'s protocol): what a '
                     'teacher can pass on through scale-invariant probabilities even where its metric scale is off.',
                     '', '| run | seeds | AbsRel (median-scaled) | δ<1.25 (median-scaled) |', '|---|---:|---:|---:|']
-            out += [f'| {r["label"]} | {len(r["seeds"])} | '
-                    f'{_fmt(r["median_scaled"]["abs_rel"]["mean"], r["median_scaled"]["abs_rel"]["std"] if len(r["seeds"]) > 1 else None)} | '
-                    f'{_fmt(r["median_scaled"]["a1"]["mean"], r["median_scaled"]["a1"]["std"] if len(r["seeds"]) > 1 else None)} |'
-                    for r in structure]
+            for r in structure:
+                ms = r['median_scaled']
+                cells = [_fmt(ms[k]['mean'], ms[k]['std'] if len(r['seeds']) > 1 else None) for k in ('abs_rel', 'a1')]
+                out.append(f'| {r["label"]} | {len(r["seeds"])} | {cells[0]} | {cells[1]} |')
             out.append('')
         extra = [(r['label'], k, v) for r in teacher_rows for k, v in r['extra'].items() if v]
         if extra:
