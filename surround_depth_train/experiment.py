@@ -34,6 +34,7 @@ wall time of every run and the command, seeds and config that produced it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -95,6 +96,40 @@ class CompareSpec:
 
 
 @dataclass
+class GateSpec:
+    """The premise a distillation experiment needs, checked before any run that uses the teacher.
+
+    The teacher and the reference student (its first seed) are evaluated on ``split`` (validation, never the test
+    split) with ``overrides``; runs that distil from the teacher start only when the teacher's AbsRel is at most
+    ``max_ratio`` times the reference's. Otherwise the experiment stops with "premise not met".
+    """
+
+    teacher: str | None = None           # run name of the teacher (None: no gate)
+    reference: str = 'mb'                # the student without distillation (first seed)
+    split: str = 'val'
+    overrides: list[str] = field(default_factory=list)  # data.* overrides of both gate evaluations
+    max_ratio: float = 0.8
+
+
+@dataclass
+class DecisionSpec:
+    """The pre-registered decision rule on the distillation's own effect (:mod:`surround_depth_train.experiment`).
+
+    ``d`` = mean over seeds of the paired Delta_T (%) of ``distilled`` against ``reference`` on the evaluation split;
+    an interval of ``confidence`` from a bootstrap over seeds and scenes. "effect shown" if ``d >= effect`` and the
+    interval's lower end is above 0; "ruled out" if its upper end is below ``effect``; otherwise "inconclusive".
+    """
+
+    distilled: str | None = None         # None: no decision rule (older experiments)
+    reference: str = 'mb'
+    effect: float = 3.0                  # Delta_T (%) that counts as an effect
+    confidence: float = 0.95
+    resamples: int = 10000
+    bootstrap_seed: int = 0
+    planned_seeds: int | None = None     # the verdict is final only with this many pairs (None: every seed)
+
+
+@dataclass
 class PictureSpec:
     runs: list[str] = field(default_factory=list)  # runs whose predictions are shown (seeded: the first seed)
     sample: int = 0                      # index into the evaluation split
@@ -112,6 +147,8 @@ class ExperimentConfig:
     presets: dict[str, list[str]] = field(default_factory=dict)
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     compare: CompareSpec = field(default_factory=CompareSpec)
+    gate: GateSpec = field(default_factory=GateSpec)
+    decision: DecisionSpec = field(default_factory=DecisionSpec)
     picture: PictureSpec = field(default_factory=PictureSpec)
     ship: ShipSpec = field(default_factory=ShipSpec)  # the baseline / distilled pair `make demo` deploys
     # the tables of the report, in order: RunSpec.table -> title (each also lists the baseline for reference)
@@ -165,9 +202,16 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None, report:
                               f'teacher, {", ".join(exp.tables)} (add it under tables:)')
         if not re.fullmatch(r'[A-Za-z0-9_.-]+', r.name):
             raise ConfigError(f'runs: {r.name!r} is not a usable folder name; use letters, digits, _ . -')
-    bad = [o for o in exp.evaluation.overrides if not o.startswith('data.')]
-    if bad:
-        raise ConfigError(f'evaluation.overrides {bad}: only data.* keys describe the evaluation data')
+    for key, overrides in (('evaluation', exp.evaluation.overrides), ('gate', exp.gate.overrides)):
+        bad = [o for o in overrides if not o.startswith('data.')]
+        if bad:
+            raise ConfigError(f'{key}.overrides {bad}: only data.* keys describe the evaluation data')
+    for key, name in (('gate.teacher', exp.gate.teacher), ('gate.reference', exp.gate.reference if exp.gate.teacher
+                                                                else None),
+                      ('decision.distilled', exp.decision.distilled),
+                      ('decision.reference', exp.decision.reference if exp.decision.distilled else None)):
+        if name is not None and name not in names:
+            raise ConfigError(f'{key}: {name!r} is not a run of the experiment ({", ".join(names)})')
     return exp
 
 
@@ -295,7 +339,12 @@ def _evaluate(run: PlannedRun, exp: ExperimentConfig, suffix: str = '', extra: S
 
 
 def _times(run: PlannedRun) -> dict[str, float]:
-    return _read_json(run.out_dir / 'experiment_times.json') or {}
+    """``train_s`` (the trainer's own wall time, every resumed part added up) and ``eval_s``."""
+    times = dict(_read_json(run.out_dir / 'experiment_times.json') or {})
+    result = _read_json(run.out_dir / 'result.json')
+    if isinstance(result, dict) and result.get('wall_s') is not None:
+        times['train_s'] = float(result['wall_s'])
+    return times
 
 
 def _add_time(run: PlannedRun, key: str, seconds: float) -> None:
@@ -332,6 +381,11 @@ def execute(exp: ExperimentConfig, planned: list[PlannedRun], only: Sequence[str
     for i, run in enumerate(selected, 1):
         cfg, status = configs[run.name], statuses[run.name]
         head = f'[experiment {i}/{len(selected)}] {run.name}'
+        if cfg.needs_teacher and exp.gate.teacher:
+            result = check_gate(exp, planned)
+            if not result['passed']:
+                raise ExperimentError(f'premise not met: {result["reason"]}; the runs that distil from the teacher '
+                                      f'are not trained (make the teacher better first)')
         if status == 'finished':
             line = f'{head}: finished earlier, skipped'
         else:
@@ -356,6 +410,51 @@ def execute(exp: ExperimentConfig, planned: list[PlannedRun], only: Sequence[str
         print(f'{line}; {exp.evaluation.split}: {metric}', flush=True)
         if after_run is not None:
             after_run()
+
+
+def check_gate(exp: ExperimentConfig, planned: list[PlannedRun]) -> dict[str, Any]:
+    """Evaluate the gate (:class:`GateSpec`) and write ``gate.json`` into the experiment folder.
+
+    Returns ``{'passed', 'reason', 'teacher', 'reference', 'ratio', 'max_ratio', 'split'}``; ``passed`` is False
+    (with the reason) while the teacher or the reference run has not finished.
+    """
+    g = exp.gate
+    teacher = next((r for r in planned if r.spec.name == g.teacher), None)
+    reference = next((r for r in planned if r.spec.name == g.reference), None)
+    out: dict[str, Any] = {'passed': False, 'max_ratio': g.max_ratio, 'split': g.split,
+                           'teacher': None, 'reference': None, 'ratio': None}
+    for role, run in (('teacher', teacher), ('reference', reference)):
+        if run is None or not (run.out_dir / 'model.pt').is_file() or \
+                not isinstance(_read_json(run.out_dir / 'result.json'), dict):
+            name = run.name if run is not None else (g.teacher if role == 'teacher' else g.reference)
+            out['reason'] = f'the gate needs the finished run {name} ({role}); train it first'
+            return out
+    gate = EvaluationSpec(split=g.split, overrides=list(g.overrides), samples=None, pictures=0, latency_runs=1)
+    values = {}
+    for role, run in (('teacher', teacher), ('reference', reference)):
+        result = _evaluate(run, replace_evaluation(exp, gate), '_gate')
+        values[role] = {'run': run.name, 'abs_rel': result['lidar']['mean']['abs_rel'],
+                        'a1': result['lidar']['mean']['a1'], 'samples': result['dataset']['samples']}
+    ratio = values['teacher']['abs_rel'] / values['reference']['abs_rel']
+    out.update(teacher=values['teacher'], reference=values['reference'], ratio=ratio,
+               passed=bool(ratio <= g.max_ratio))
+    out['reason'] = (f'{teacher.name} AbsRel {values["teacher"]["abs_rel"]:.4f} vs {reference.name} '
+                     f'{values["reference"]["abs_rel"]:.4f} on the {g.split} split: ratio {ratio:.3f} '
+                     f'({"<=" if out["passed"] else ">"} {g.max_ratio:g})')
+    Path(exp.out_dir).mkdir(parents=True, exist_ok=True)
+    with atomic_write(Path(exp.out_dir) / 'gate.json', 'w') as f:
+        json.dump(out, f, indent=2)
+    print(f'[experiment] gate {"passed" if out["passed"] else "NOT passed"}: {out["reason"]}', flush=True)
+    return out
+
+
+def replace_evaluation(exp: ExperimentConfig, evaluation: EvaluationSpec) -> ExperimentConfig:
+    """A shallow copy of ``exp`` that evaluates with ``evaluation``."""
+    import copy
+
+    other = copy.copy(exp)
+    other.evaluation = evaluation
+    return other
 
 
 # ---------------------------------------------------------------------------------------------- the report
@@ -500,6 +599,21 @@ def _picture(exp: ExperimentConfig, planned: list[PlannedRun], path: Path) -> st
     return path.name
 
 
+def seed_by_validation(planned: list[PlannedRun], results: dict[str, dict], spec_name: str) -> int | None:
+    """The seed whose ``spec_name`` run has the lowest validation AbsRel (its training's last validation), or None
+    while any of its seeds has not finished. The test split plays no part in the choice."""
+    best = None
+    for run in planned:
+        if run.spec.name != spec_name:
+            continue
+        val = (_read_json(run.out_dir / 'result.json') or {}).get('val') if run.name in results else None
+        if not val or not val.get('mean'):
+            return None
+        if best is None or val['mean']['abs_rel'] < best[0]:
+            best = (val['mean']['abs_rel'], run.seed)
+    return None if best is None else best[1]
+
+
 def ship(exp: ExperimentConfig, planned: list[PlannedRun], results: dict[str, dict], command: str) -> str | None:
     """Write the shipped pair (``exp.ship``) when both runs are evaluated and, if required, the direction holds.
 
@@ -508,6 +622,12 @@ def ship(exp: ExperimentConfig, planned: list[PlannedRun], results: dict[str, di
     spec = exp.ship
     if spec.dir is None:
         return None
+    if spec.seed_by == 'validation':
+        chosen = seed_by_validation(planned, results, spec.distilled)
+        if chosen is None:
+            return (f'Shipped models: not yet (every seed of `{spec.distilled}` must finish before the seed is '
+                    f'chosen on validation).')
+        spec = dataclasses.replace(spec, seed=chosen)
     runs = {}
     for role, name in (('baseline', spec.baseline), ('distilled', spec.distilled)):
         run = next((r for r in planned if r.spec.name == name and r.seed in (spec.seed, None)), None)

@@ -20,7 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import torch
 
@@ -43,7 +43,9 @@ class ShipSpec:
     dir: str | None = None
     baseline: str = ''                   # run spec names (seeded runs: the run of ``seed``)
     distilled: str = ''
-    seed: int = 0
+    seed: int = 0                        # the seed shipped when seed_by is fixed
+    seed_by: Literal['fixed', 'validation'] = 'fixed'  # validation: the seed whose distilled run has the lowest
+                                         # validation AbsRel, once every seed of it has finished (never the test)
     dtype: str = 'float16'
     max_total_mb: float = 30.0
     require_direction: bool = True       # ship only when the experiment's verdict says the direction holds

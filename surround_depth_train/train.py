@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.ctx.is_main:
         state = trainer.state
         result = {'global_step': state.global_step, 'epoch': state.epoch, 'nonfinite_steps': state.nonfinite_total,
-                  'stopped_early': trainer.stopped_early, 'val': trainer.last_val}
+                  'stopped_early': trainer.stopped_early, 'val': trainer.last_val,
+                  'wall_s': trainer.wall_s}  # every resumed part added up
         write_json(Path(cfg.out_dir) / 'result.json', result)
         print(f'[train] {"stopped" if trainer.stopped_early else "finished"} at step {state.global_step}; '
               f'outputs in {cfg.out_dir}')

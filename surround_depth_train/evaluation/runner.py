@@ -103,7 +103,7 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
     """Evaluate ``model`` on ``dataset`` (module docstring); pictures go to ``out_dir/pictures`` when given.
 
     Returns:
-        A dict of plain values: ``lidar``, ``lidar_median_scaled`` (each image's prediction scaled by
+        A dict of plain values: ``lidar`` (with ``per_scene``: scene -> mean metrics), ``lidar_median_scaled`` (each image's prediction scaled by
         ``median(gt) / median(pred)`` first: the structure alone, Monodepth2's protocol) and ``dense``
         (``MetricsAccumulator.summary()``, ``dense`` None without
         dense GT), ``nonfinite``, ``consistency``, ``latency``, ``parameters``, ``gt_resolution`` and
@@ -124,6 +124,7 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_surround,
                         num_workers=num_workers)
     lidar_acc, dense_acc = MetricsAccumulator(names), MetricsAccumulator(names)
+    scene_acc: dict[str, MetricsAccumulator] = {}  # LiDAR metrics per scene (bootstraps over scenes need them)
     structure_acc = MetricsAccumulator(names)  # per-image median scaling: structure, whatever the metric scale
     cons_acc = ConsistencyAccumulator(names)
     dense_cons: list[float] = []
@@ -152,6 +153,9 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
         gt_resolution = f'{gt.shape[-1]} x {gt.shape[-2]}' + (' (native)' if S.DEPTH_NATIVE in batch else
                                                                ' (network resolution)')
         lidar_acc.add_batch(pred_gt, gt, lo, hi, masks=gt_mask, camera_names=names)
+        for b, scene in enumerate(_scenes(batch, seen, B)):
+            scene_acc.setdefault(scene, MetricsAccumulator(names)).add_batch(
+                pred_gt[b:b + 1], gt[b:b + 1], lo, hi, masks=gt_mask[b:b + 1], camera_names=names)
         structure_acc.add_batch(pred_gt, gt, lo, hi, masks=gt_mask, median_scaling=True, camera_names=names)
         nonfinite_gt = (gt_mask & ~torch.isfinite(pred_gt)).flatten(2).sum(-1)  # [B, N]
         for i, name in enumerate(names):
@@ -186,8 +190,10 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
         cons['poses'] = poses_note
         cons['dense_reference'] = float(np.mean(dense_cons)) if dense_cons else None
     latency = measure_latency(model, first_images, runs=latency_runs) if first_images is not None else None
+    lidar = lidar_acc.summary()
+    lidar['per_scene'] = {scene: acc.summary()['mean'] for scene, acc in scene_acc.items()}
     return {
-        'lidar': lidar_acc.summary(),
+        'lidar': lidar,
         'lidar_median_scaled': structure_acc.summary(),
         'dense': dense_acc.summary() if has_dense else None,
         'nonfinite': {'pixels': nf_pixels, 'images': nf_images, 'gt_pixels': nf_gt,
@@ -200,6 +206,14 @@ def evaluate_model(model: nn.Module, dataset, *, device: torch.device | str = 'c
         'gt_resolution': gt_resolution,
         'pictures': picture_paths,
     }
+
+
+def _scenes(batch: Mapping[str, Any], first: int, count: int) -> list[str]:
+    """The scene of each sample of ``batch`` (the sample's index where the dataset names no scene)."""
+    scenes = (batch.get(S.META) or {}).get('scene') if isinstance(batch.get(S.META), Mapping) else None
+    if scenes is None or len(scenes) != count:
+        return [f'sample-{first + b}' for b in range(count)]
+    return [str(s) for s in scenes]
 
 
 def _pictures(pic_dir: Path, index: int, batch: Mapping[str, Any], b: int, pred: np.ndarray, names: list[str],

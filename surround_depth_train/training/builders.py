@@ -62,8 +62,19 @@ def build_dataset(data: DataConfig, split: str):
 
         count = {'train': data.train_samples, 'val': data.val_samples,
                  'test': data.test_samples or data.val_samples}[split]
-        return SurroundSimDataset(split=split, num_samples=count, image_size=tuple(data.image_size),
-                                  world=data.world, cache_dir=data.cache_dir)
+        from surround_depth_train.data.surroundsim.lidar import LidarConfig
+
+        lidar = None if data.lidar_beams is None else LidarConfig(beams=data.lidar_beams)
+        try:
+            return SurroundSimDataset(split=split, num_samples=count, image_size=tuple(data.image_size),
+                                      world=data.world, cache_dir=data.cache_dir, seed_offset=data.seed_offset,
+                                      frames_per_scene=data.frames_per_scene, lidar=lidar)
+        except ValueError as exc:
+            raise ConfigError(f'data: {exc}') from None
+    surroundsim_only = {'seed_offset': 0, 'frames_per_scene': 4, 'lidar_beams': None}
+    changed = [k for k, v in surroundsim_only.items() if getattr(data, k) != v]
+    if changed:
+        raise ConfigError(f'data.{changed[0]} applies to SurroundSim only (data.dataset={data.dataset}); remove it')
     if data.dataset == 'rosbag':
         return _build_rosbag_dataset(data, split)
     return _build_real_dataset(data, split)

@@ -40,6 +40,11 @@ class DataConfig:
     train_samples: int = 64             # SurroundSim: samples drawn for the train split
     val_samples: int = 8
     test_samples: int | None = None     # SurroundSim: samples of the held-out test split (None = val_samples)
+    # SurroundSim: scene seeds of every split start at this offset inside the split's seed range, so roles (teacher,
+    # students, test) draw disjoint blocks of scenes of the same city
+    seed_offset: int = 0
+    frames_per_scene: int = 4           # SurroundSim: consecutive frames per scene (1 = every sample a new scene)
+    lidar_beams: int | None = None      # SurroundSim: LiDAR beams (None = 32, nuScenes-like; 8 = sparser, DDAD-like)
     cache_dir: str | None = None        # SurroundSim render cache
     flip: bool = False
     color_jitter: float = 0.0

@@ -1,6 +1,7 @@
 """Trainer hooks: TensorBoard logging, periodic validation (numbers + a depth mosaic), periodic checkpoints."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +65,24 @@ class ValidationHook(Hook):
                                          trainer.camera_names)
             save_png(self.out_dir / 'val_depth.png', picture)
         write_json(self.out_dir / 'val_metrics.json', summary)
+        self._append_history(summary)
         if self.tb is not None:
             self.tb.log_validation(summary, picture)
         from tqdm import tqdm
 
         tqdm.write(f'[val step {summary["step"]}] {format_metrics(summary["mean"])}')
+
+    def _append_history(self, summary: dict) -> None:
+        """``val_history.json``: the mean metrics of every validation so far (a resumed run replaces the steps it
+        repeats), the curve that shows whether training has flattened."""
+        path = self.out_dir / 'val_history.json'
+        try:
+            history = json.loads(path.read_text())
+        except (OSError, ValueError):
+            history = []
+        history = [h for h in history if isinstance(h, dict) and h.get('step', -1) < summary['step']]
+        history.append({'step': summary['step'], 'mean': summary['mean']})
+        write_json(path, history)
 
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if self.every and trainer.state.global_step % self.every == 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -125,6 +126,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == 'fp16')
         self.stopped_early = False
         self.last_val: dict | None = None
+        self._wall_before, self._fit_started = 0.0, None
 
     # ---- state -------------------------------------------------------------------------------------------
     @property
@@ -137,7 +139,14 @@ class Trainer:
 
     def _aux_state(self) -> dict:
         fit = self.task.student_side.fitnets
-        return {'fitnets': fit.state_dict()} if fit is not None else {}
+        aux = {'wall_s': self.wall_s}
+        return aux | ({'fitnets': fit.state_dict()} if fit is not None else {})
+
+    @property
+    def wall_s(self) -> float:
+        """Seconds spent training this run, summed over every resumed part (up to its last checkpoint each)."""
+        running = 0.0 if self._fit_started is None else time.perf_counter() - self._fit_started
+        return self._wall_before + running
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
         path = path or self.ckpt_dir / 'last.pt'
@@ -166,6 +175,7 @@ class Trainer:
         if data.get('scaler') is not None:
             self.scaler.load_state_dict(data['scaler'])
         restore_rng_state(data['rng'])
+        self._wall_before = float(data['aux_state'].get('wall_s', 0.0))
         self.state = TrainState(epoch=data['epoch'], batch_in_epoch=data['batch_in_epoch'],
                                 global_step=data['global_step'], nonfinite_total=data['nonfinite'])
 
@@ -265,6 +275,7 @@ class Trainer:
                           generator=gen, persistent_workers=False)
 
     def fit(self) -> TrainState:
+        self._fit_started = time.perf_counter()
         self.task.train()
         if self.freeze_bn:
             freeze_batchnorm(self.task.student)
