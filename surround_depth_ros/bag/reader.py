@@ -10,11 +10,14 @@ message that lists the topics the bag has and what is missing. It reads in two p
    at its own stamp by its mount (:class:`LidarSweeps`);
 2. :meth:`BagSource.camera_messages`: images and ``camera_info`` in recording order, for the node's synchroniser.
 
-A damaged or truncated bag raises :class:`BagInputError` naming the bag and how far reading got.
+Every rosbag2 that ``ros2 bag`` writes reads, with or without stored message definitions (Humble stores none): the
+types come from :mod:`surround_depth_ros.bag.typestore`, and topics of types it cannot decode (a custom message in
+a Humble bag) are named once in a warning and skipped. A damaged or truncated bag raises :class:`BagInputError` naming the bag and how far reading got.
 """
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,9 @@ INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 CLOUD_TYPE = 'sensor_msgs/msg/PointCloud2'
 ODOM_TYPE = 'nav_msgs/msg/Odometry'
 TF_TYPE = 'tf2_msgs/msg/TFMessage'
+
+
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()  # (bag, skipped topics) already named in this process
 
 
 class BagInputError(ValueError):
@@ -163,17 +169,17 @@ class BagSource:
     """
 
     def __init__(self, path: str | os.PathLike, topic_map: TopicMap | None = None):
-        from rosbags.highlevel import AnyReader
+        from surround_depth_ros.bag.typestore import open_reader
 
         self.path = Path(path)
         self.map = topic_map or TopicMap()
         if not self.path.exists():
             raise BagInputError(f'bag {str(self.path)!r} does not exist; pass a rosbag2 folder (with metadata.yaml) '
                                 f'or an .mcap / .db3 / .bag file')
-        self._reader = AnyReader([self.path])
         try:
-            self._reader.open()
+            self._reader, self.types = open_reader(self.path)
         except Exception as exc:  # noqa: BLE001 - rosbags raises many kinds for damaged files; all mean one thing
+            self._reader = None
             raise BagInputError(f'bag {str(self.path)!r} cannot be opened ({type(exc).__name__}: '
                                 f'{str(exc).splitlines()[0] if str(exc) else "no detail"}); it is truncated or '
                                 f'damaged, or not a rosbag2: re-record or re-convert it') from None
@@ -181,6 +187,7 @@ class BagSource:
         for conn in self._reader.connections:
             old = self.topics.get(conn.topic)
             self.topics[conn.topic] = BagTopic(conn.topic, conn.msgtype, (old.count if old else 0) + conn.msgcount)
+        self._warn_undecodable()
         self.cameras = self._find_cameras()
         self.image_topics: dict[str, tuple[str, bool]] = {}
         missing = []
@@ -199,6 +206,16 @@ class BagSource:
         self._check_types()
 
     # ------------------------------------------------------------------------------------------ topics
+    def _warn_undecodable(self) -> None:
+        """Name the topics whose type cannot be decoded, once per bag and process; they are skipped."""
+        skipped = {t.name: t.msgtype for t in self.topics.values() if not self.types.decodable(t.msgtype)}
+        key = (str(self.path.resolve()), tuple(sorted(skipped)))
+        if skipped and key not in _WARNED:
+            _WARNED.add(key)
+            logging.getLogger('surround_depth.bag').warning(
+                f'bag {str(self.path)!r}: skipping topics whose message type cannot be decoded here: '
+                f'{self.types.describe_undecodable(skipped)} (standard types from the {self.types.source})')
+
     def _refuse(self, problem: str, fix: str = '') -> None:
         self.close()
         fix = fix or ('pass --topic-map with the topics this bag uses (see surround_depth_ros/bag/topic_map.py), '
@@ -236,6 +253,11 @@ class BagSource:
                  if self.topics[t].msgtype != m]
         if wrong:
             self._refuse(f'unexpected message types: {"; ".join(wrong)}')
+        lost = {t: self.topics[t].msgtype for t in expected if not self.types.decodable(self.topics[t].msgtype)}
+        if lost:
+            self._refuse(f'topics it needs cannot be decoded: {self.types.describe_undecodable(lost)}',
+                         're-record the bag with message definitions stored (ros2 bag of Iron or newer), or '
+                         're-convert it with `python -m surround_depth_ros.convert`')
 
     @property
     def has_lidar(self) -> bool:
@@ -261,11 +283,13 @@ class BagSource:
     # ------------------------------------------------------------------------------------------ reading
     def _messages(self, topic_names: set[str], start: int | None = None,
                   stop: int | None = None) -> Iterator[tuple[str, int, Any]]:
-        conns = [c for c in self._reader.connections if c.topic in topic_names]
+        conns = [c for c in self._reader.connections if c.topic in topic_names and self.types.decodable(c.msgtype)]
+        if not conns:
+            return
         done = 0
         try:
             for conn, log_ns, raw in self._reader.messages(connections=conns, start=start, stop=stop):
-                msg = self._reader.deserialize(raw, conn.msgtype)
+                msg = self.types.deserialize(raw, conn.msgtype)
                 done += 1
                 yield conn.topic, log_ns, msg
         except Exception as exc:  # noqa: BLE001 - see __init__
