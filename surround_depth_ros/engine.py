@@ -15,6 +15,11 @@ than ``focal_tolerance`` and, with ``focal_correction``, multiplies the depth by
 (``f = sqrt(fx * fy)``, since resizing can be anisotropic). Older model files have no training rig: the engine says
 once that the correction is unavailable.
 
+A camera is compared with the training camera of the same name, or with the one ``training_cameras`` maps it to
+(``{camera: training camera}``, e.g. ``{CAM_FRONT: front}`` for a nuScenes bag and a model trained on SurroundSim),
+never by position: rigs list their cameras in different orders. A camera that matches none gets no focal check
+and never a focal correction, and the engine says so once, naming the mapping that would match it.
+
 Backends: ``torch`` (this module) and ``onnxruntime`` (:mod:`surround_depth_ros.onnx_backend`); both take
 ``[B, 3, h, w]`` float RGB in ``[0, 1]`` and return ``(depth, confidence or None)`` as ``[B, 1, h, w]``.
 """
@@ -25,7 +30,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -116,6 +121,7 @@ class DepthEngine:
         allow_teacher: run a teacher model file (tens of times slower than a student); refused otherwise.
         focal_correction: multiply depth by ``f_camera / f_train`` when they differ by more than ``focal_tolerance``.
         focal_tolerance: relative focal-length difference that counts as a different camera.
+        training_cameras: ``{camera: training camera}`` for cameras named otherwise than in the training rig.
         onnx_providers, allow_provider_fallback: ONNX Runtime execution providers and whether an unavailable one may
             fall back to the CPU.
         logger: where the once-per-camera warnings go.
@@ -124,6 +130,7 @@ class DepthEngine:
     def __init__(self, model_path: str | Path, *, device: str = 'cpu', precision: str = 'fp32',
                  input_size: Sequence[int] | None = None, backend: str = 'torch', allow_teacher: bool = False,
                  focal_correction: bool = False, focal_tolerance: float = 0.02,
+                 training_cameras: Mapping[str, str] | None = None,
                  onnx_providers: Sequence[str] = ('CPUExecutionProvider',), allow_provider_fallback: bool = False,
                  logger: logging.Logger | Callable[[str], None] | None = None):
         if backend not in BACKENDS:
@@ -176,6 +183,13 @@ class DepthEngine:
                                      for cam in self.training_rig]
             size = input_size
         self.input_size: tuple[int, int] = size  # (height, width)
+        self.training_cameras = {str(k): str(v) for k, v in (training_cameras or {}).items()}
+        if self.training_rig is not None:
+            known = [c['name'] for c in self.training_rig]
+            wrong = {k: v for k, v in self.training_cameras.items() if v not in known}
+            if wrong:
+                raise EngineError(f'training_cameras {wrong}: the training rig of {self.name} has the cameras '
+                                  f'{known}; map each camera to one of them')
         self.focal_correction = bool(focal_correction)
         self.focal_tolerance = float(focal_tolerance)
         self._warned: set[str] = set()
@@ -188,21 +202,32 @@ class DepthEngine:
             self._warned.add(key)
             self._warn(message)
 
-    def _train_K(self, index: int, name: str | None, count: int) -> np.ndarray | None:
+    def _train_K(self, name: str | None) -> np.ndarray | None:
+        """``K`` of the training camera ``name`` plays (module docstring); None when there is none."""
         if self.training_rig is None:
             self._warn_once('no-rig', f'{self.name}: the model file records no training rig (format version 1); '
                                       f'the focal-length check and correction are unavailable')
             return None
-        if name is not None:
-            for cam in self.training_rig:
-                if cam['name'] == name:
-                    return cam['K']
-        if count == len(self.training_rig):
-            return self.training_rig[index]['K']
-        self._warn_once(f'unmatched-{name}', f'camera {name!r} is not in the training rig '
-                                              f'{[c["name"] for c in self.training_rig]}; its focal length is not '
-                                              f'checked')
-        return None
+        if name is None:
+            return None
+        wanted = self.training_cameras.get(name, name)
+        return next((cam['K'] for cam in self.training_rig if cam['name'] == wanted), None)
+
+    def _warn_unmatched(self, names: Sequence[str] | None) -> None:
+        if self.training_rig is None:
+            return
+        train = [c['name'] for c in self.training_rig]
+        if names is None:
+            self._warn_once('unnamed', f'{self.name}: cameras passed without names cannot be matched to the '
+                                       f'training rig {train}; their focal length is not checked or corrected')
+            return
+        unmatched = [n for n in names if self.training_cameras.get(n, n) not in train]
+        if unmatched:
+            example = ', '.join(f'{n}: <one of {train}>' if i == 0 else f'{n}: ...' for i, n in enumerate(unmatched))
+            self._warn_once(f'unmatched-{sorted(unmatched)}',
+                            f'cameras {unmatched} are not in the training rig {train} of {self.name}: their focal '
+                            f'length is not checked and never corrected; name the training camera each one plays '
+                            f'with training_cameras: {{{example}}} (in a topic map for the bag tools)')
 
     def _host_buffer(self, kind: str, index: int, shape: tuple[int, int]) -> torch.Tensor:
         buf = self._host.get((kind, index))
@@ -234,7 +259,8 @@ class DepthEngine:
         Args:
             images: per camera ``[H, W, 3]`` uint8 RGB (sizes may differ between cameras).
             intrinsics: per camera 3x3 ``K`` of that image.
-            names: camera names, to match the training rig by name (else by position).
+            names: camera names, to match the training rig by name (``training_cameras`` maps other names); without
+                names no camera is focal-checked.
             confidence: also return per-pixel confidence (bins models; None otherwise).
         """
         if len(images) != len(intrinsics) or not images:
@@ -262,11 +288,12 @@ class DepthEngine:
         self._sync()
         t2 = time.perf_counter()
         K_net, ratios = [], []
+        self._warn_unmatched(names)
         for i, (H, W) in enumerate(sizes):
             K = resize_intrinsics(np.asarray(intrinsics[i], dtype=np.float64), (W, H), (w, h))
             K_net.append(K)
             name = names[i] if names is not None else None
-            K_train = self._train_K(i, name, len(sizes))
+            K_train = self._train_K(name)
             ratio = None if K_train is None else focal_ratio(K, K_train)
             ratios.append(ratio)
             if ratio is not None and abs(ratio - 1.0) > self.focal_tolerance:

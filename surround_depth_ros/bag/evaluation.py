@@ -66,7 +66,8 @@ def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map:
         if not len(ctx.sweeps):
             source._refuse(f'the LiDAR topic {m.lidar} holds no readable sweep')
         rig = source.rig(ctx)
-        engine = DepthEngine(model, device=device, backend=backend, input_size=input_size)
+        engine = DepthEngine(model, device=device, backend=backend, input_size=input_size,
+                             training_cameras=m.training_cameras)
         defaults = NodeConfig()
         pipeline = DepthPipeline(engine, rig, settings=CloudSettings(max_range=max_depth),
                                  base_frame=m.base_frame, odom_frame=m.odom_frame)

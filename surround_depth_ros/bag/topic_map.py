@@ -11,11 +11,15 @@ A topic map names topics with ``{cam}`` standing for the camera name::
     lidar: /LIDAR_TOP                          # in its sensor frame; the mount comes from TF
     odom: ''                                   # no nav_msgs/Odometry: the ego motion comes from /tf
     odom_frame: map
+    training_cameras: {CAM_FRONT: front, CAM_FRONT_LEFT: front_left, CAM_BACK_LEFT: back_left, CAM_BACK: back,
+                       CAM_BACK_RIGHT: back_right, CAM_FRONT_RIGHT: front_right}   # for a SurroundSim-trained model
 
 ``cameras`` empty means: the rig file beside the bag (``<BAG>/rig.yaml``) when there is one, else every camera
 whose ``camera_info`` topic the bag has, in the bag's order. Per camera the raw ``image`` topic is used when the
 bag has it, else ``compressed_image``. The ego motion is ``odom`` (nav_msgs/Odometry) when the bag has it, else the
 ``odom_frame -> base_frame`` transforms on ``tf``; every other transform on ``tf`` or ``tf_static`` is a mount.
+``training_cameras`` names the camera of the model's training rig that each bag camera plays, for the focal-length
+check (:mod:`surround_depth_ros.engine`: cameras are matched by name only; empty = the bag's names).
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ class TopicMap:
     base_frame: str = topics.BASE_FRAME
     odom_frame: str = topics.ODOM_FRAME
     mask_files: list[str] = field(default_factory=list)  # per camera ego-body mask ('' = none); white = keep
+    training_cameras: dict[str, str] = field(default_factory=dict)  # bag camera -> training rig camera it plays
 
     def image_topic(self, camera: str) -> str:
         return self.image.format(cam=camera) if self.image else ''

@@ -144,3 +144,27 @@ def test_engine_warns_once_about_a_focal_length_change_and_corrects_depth_when_a
     pred = fixed.predict(images, [_K(96, 64, f=100.0)], names=['front'])
     assert pred.focal_ratios == [pytest.approx(1.25)] and 'correcting' in corrected[0]
     np.testing.assert_allclose(pred.depths[0], 1.25 * base, rtol=1e-5)
+
+
+def test_cameras_are_matched_to_the_training_rig_by_name_never_by_position(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / 'rig.pt'
+    rig = [{'name': 'front', 'K': _K(96, 64, f=80.0).tolist(), 'width': 96, 'height': 64},
+           {'name': 'back', 'K': _K(96, 64, f=40.0).tolist(), 'width': 96, 'height': 64}]
+    save_model(path, create_model('tiny_student_mb'), name='tiny_student_mb', kwargs={}, input_size=INPUT,
+               training_rig=rig)
+    images, Ks = _images([INPUT] * 2), [_K(96, 64, f=40.0), _K(96, 64, f=80.0)]  # back first, front second
+    assert DepthEngine(path).predict(images, Ks, names=['back', 'front']).focal_ratios == [pytest.approx(1.0)] * 2
+    messages = []
+    engine = DepthEngine(path, logger=messages.append, focal_correction=True)
+    plain = DepthEngine(path, logger=lambda message: None)
+    for _ in range(2):  # same count as the training rig, other names: neither checked nor corrected
+        pred = engine.predict(images, Ks, names=['CAM_BACK', 'CAM_FRONT'])
+        assert pred.focal_ratios == [None, None]
+    np.testing.assert_array_equal(pred.depths[0], plain.predict(images, Ks, names=['CAM_BACK', 'CAM_FRONT']).depths[0])
+    assert len(messages) == 1 and "['CAM_BACK', 'CAM_FRONT']" in messages[0]
+    assert "training_cameras: {CAM_BACK: <one of ['front', 'back']>, CAM_FRONT: ...}" in messages[0]  # the fix
+    mapped = DepthEngine(path, training_cameras={'CAM_BACK': 'back', 'CAM_FRONT': 'front'})
+    assert mapped.predict(images, Ks, names=['CAM_BACK', 'CAM_FRONT']).focal_ratios == [pytest.approx(1.0)] * 2
+    with pytest.raises(EngineError, match=r"training_cameras \{'CAM_BACK': 'rear'\}.*\['front', 'back'\]"):
+        DepthEngine(path, training_cameras={'CAM_BACK': 'rear'})
