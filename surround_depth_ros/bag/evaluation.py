@@ -52,6 +52,7 @@ def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map:
         ``(result, pictures)``: the result dict in the evaluation command's layout plus ``frames`` (one record per
         scored image) and ``bag``; and the data of the first ``pictures`` sets, for :func:`write_report`.
     """
+    import torch
     from tqdm import tqdm
 
     from surround_depth_ros.engine import DepthEngine
@@ -112,9 +113,9 @@ def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map:
         if sets == 0:
             source._refuse('the synchroniser formed no camera set from the images (their stamps never come within '
                            f'the slop of {defaults.slop} s, or every image lacks its camera_info)')
-        params = None
+        params = None  # an ONNX export holds folded constants, not the network's parameters: not counted
         torch_model = getattr(engine.backend, 'model', None)
-        if torch_model is not None:
+        if isinstance(torch_model, torch.nn.Module):
             params = int(sum(p.numel() for p in torch_model.parameters()))
         h, w = engine.input_size
         result = {
