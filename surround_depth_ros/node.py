@@ -37,7 +37,8 @@ from surround_depth_ros.engine import DepthEngine, EngineError
 from surround_depth_ros.health import DIAGNOSTIC_LEVELS, DepthHealthMonitor
 from surround_depth_ros.messages import (InputError, cloud_fields, cloud_to_xyz, colorized_image_fields,
                                          confidence_image_fields, depth_camera_info_fields, depth_image_fields,
-                                         fill_message, odometry_to_matrix, stamp_to_sec)
+                                         fill_message, odometry_to_matrix, stamp_to_ns,
+                                         stamp_to_sec)
 from surround_depth_ros.node_config import RUNTIME_PARAMETERS, NodeConfig, NodeConfigError
 from surround_depth_ros.pipeline import CloudSettings, DepthPipeline, FrameDecoder, SetOutput
 from surround_depth_ros.sync import ApproximateTimeSync, CameraSet
@@ -266,11 +267,11 @@ class SurroundDepthNode(Node):
             self.get_logger().error(f'{message} (skipping such frames; logged once)')
 
     def _on_image(self, camera: str, msg: Any) -> None:
-        sets = self.sync.add_image(camera, stamp_to_sec(msg.header.stamp), (msg, time.monotonic()), self._now())
+        sets = self.sync.add_image(camera, stamp_to_ns(msg.header.stamp), (msg, time.monotonic()), self._now())
         self._submit(sets)
 
     def _on_info(self, camera: str, msg: CameraInfo) -> None:
-        self._submit(self.sync.add_info(camera, stamp_to_sec(msg.header.stamp), msg, self._now()))
+        self._submit(self.sync.add_info(camera, stamp_to_ns(msg.header.stamp), msg, self._now()))
 
     def _poll_sync(self) -> None:
         self._submit(self.sync.poll(self._now()))

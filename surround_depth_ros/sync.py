@@ -1,7 +1,17 @@
 """Approximate-time synchronisation of N cameras (image + CameraInfo each) that keeps going when a camera dies.
 
-Sets follow the semantics of message_filters' ``ApproximateTime`` policy; on top of it come what the rig needs and
-message_filters lacks: partial sets past a timeout, image/CameraInfo pairing, bag-loop handling and statistics.
+Sets follow message_filters' C++ ``ApproximateTime`` policy (``message_filters::sync_policies::ApproximateTime``):
+given the same stamps it forms the same sets. On top of it come what the rig needs and message_filters lacks:
+partial sets past a timeout, image/CameraInfo pairing, bag-loop handling and statistics. message_filters' *Python*
+``ApproximateTimeSynchronizer`` is a different algorithm, not a cheaper version of this one: on every message it
+looks greedily for any combination of queued messages that includes the new one and spans *less than* ``slop``,
+and emits the first it finds, so it can emit other sets (it never weighs one set against a better later one), and
+a span of exactly ``slop`` is no set there while it is one here and in the C++ policy.
+
+**Stamps are integer nanoseconds** end to end (``messages.stamp_to_ns(msg.header.stamp)``, as the C++ policy
+compares ``rclcpp::Time``): float seconds would round a stamp of today's epoch by up to ~400 ns and move a span that
+is exactly ``slop`` to the other side of the boundary. ``slop`` and the other settings stay in seconds (converted to
+ns once); ``now``, the node's clock, is in seconds (it only measures timeouts).
 
 **Which set goes out** (as message_filters). Each camera has a queue of frames in stamp order. While every queue
 holds a frame, the *pivot* is the latest of the queue heads: the next set must contain it. Among the sets of one
@@ -15,8 +25,7 @@ When the heads of a fresh search span more than ``slop``, the earliest head is d
 the slop). Frames up to and including those of an emitted set are discarded; later ones stay. A queue that
 grows past ``queue_size`` drops its oldest frame (``dropped``), and that camera may not be the pivot until the
 search has moved past it (a dropped frame could have made a better set). Each step of the sweep reads one head
-per camera, so the work per message is linear in the number of cameras (message_filters' Python synchroniser
-tries every combination of queued messages instead). ``age_penalty`` defaults to message_filters' 0.1: it favours
+per camera, so the work per message is linear in the number of cameras. ``age_penalty`` defaults to message_filters' 0.1: it favours
 the older set slightly, so sets are proven sooner; with nuScenes' stamps (offsets 0..42 ms at 12 Hz) a set goes out
 when the first camera's next image arrives (with 0, when the second one's does).
 
@@ -52,6 +61,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import numbers
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -69,19 +79,29 @@ class CameraFrame:
     """One camera's paired input in a set."""
 
     camera: str
-    stamp: float     #: seconds: the image's header stamp, as given to ``add_image``
+    stamp_ns: int    #: the image's header stamp in integer nanoseconds, as given to ``add_image``
     image: Any       #: the payload given to ``add_image`` (a ROS message in the node)
     info: Any        #: the payload given to ``add_info`` paired with the image (always present: see the module doc)
     received: float  #: node-clock time the image arrived (``now`` of ``add_image``)
+
+    @property
+    def stamp(self) -> float:
+        """The stamp in seconds (for display and for code that works in seconds; the sets are formed on ns)."""
+        return self.stamp_ns * 1e-9
 
 
 @dataclass
 class CameraSet:
     """A synchronised set: the frames of the cameras present, and the cameras left out."""
 
-    stamp: float                    #: the latest image stamp among ``frames``
+    stamp_ns: int                   #: the latest image stamp among ``frames``, integer nanoseconds
     frames: dict[str, CameraFrame]  #: present cameras, in the configured camera order
     missing: list[str]              #: cameras left out (silent past the timeout, or without CameraInfo), in order
+
+    @property
+    def stamp(self) -> float:
+        """``stamp_ns`` in seconds."""
+        return self.stamp_ns * 1e-9
 
     @property
     def complete(self) -> bool:
@@ -89,10 +109,15 @@ class CameraSet:
         return not self.missing
 
     @property
-    def span(self) -> float:
-        """Seconds between the earliest and the latest stamp of the set (at most the slop)."""
-        stamps = [f.stamp for f in self.frames.values()]
+    def span_ns(self) -> int:
+        """Nanoseconds between the earliest and the latest stamp of the set (at most the slop)."""
+        stamps = [f.stamp_ns for f in self.frames.values()]
         return max(stamps) - min(stamps)
+
+    @property
+    def span(self) -> float:
+        """``span_ns`` in seconds."""
+        return self.span_ns * 1e-9
 
 
 @dataclass
@@ -124,10 +149,10 @@ class SyncStats:
 
 
 class _Frame:
-    __slots__ = ('stamp_ns', 'stamp', 'image', 'received', 'info', 'paired')
+    __slots__ = ('stamp_ns', 'image', 'received', 'info', 'paired')
 
-    def __init__(self, stamp_ns: int, stamp: float, image: Any, received: float) -> None:
-        self.stamp_ns, self.stamp, self.image, self.received = stamp_ns, stamp, image, received
+    def __init__(self, stamp_ns: int, image: Any, received: float) -> None:
+        self.stamp_ns, self.image, self.received = stamp_ns, image, received
         self.info: Any = None
         self.paired = False
 
@@ -267,21 +292,23 @@ class ApproximateTimeSync:
         return self._comparisons
 
     # ------------------------------------------------------------------------------------------- public API
-    def add_image(self, camera: str, stamp: float, image: Any, now: float) -> list[CameraSet]:
-        """Add one camera's image stamped ``stamp`` (s) that arrived at ``now`` (node clock); return the sets due."""
+    def add_image(self, camera: str, stamp_ns: int, image: Any, now: float) -> list[CameraSet]:
+        """Add one camera's image stamped ``stamp_ns`` (integer nanoseconds, e.g.
+        ``messages.stamp_to_ns(msg.header.stamp)``) that arrived at ``now`` (node clock, s); return the sets due."""
         lane = self._lane(camera)
-        stamp_ns = self._stamp_ns(camera, stamp)
+        stamp_ns = self._stamp_ns(camera, stamp_ns)
         out: list[CameraSet] = []
         with self._lock:
             now = self._advance_clock(float(now))
-            self._accept(lane, _Frame(stamp_ns, float(stamp), image, now), now, out)
+            self._accept(lane, _Frame(stamp_ns, image, now), now, out)
             self._housekeep(now, out)
         return out
 
-    def add_info(self, camera: str, stamp: float, info: Any, now: float) -> list[CameraSet]:
-        """Add one camera's CameraInfo stamped ``stamp`` (s); return the sets due (an image may have waited for it)."""
+    def add_info(self, camera: str, stamp_ns: int, info: Any, now: float) -> list[CameraSet]:
+        """Add one camera's CameraInfo stamped ``stamp_ns`` (integer ns); return the sets due (an image may have
+        waited for it)."""
         lane = self._lane(camera)
-        stamp_ns = self._stamp_ns(camera, stamp)
+        stamp_ns = self._stamp_ns(camera, stamp_ns)
         out: list[CameraSet] = []
         with self._lock:
             now = self._advance_clock(float(now))
@@ -333,10 +360,12 @@ class ApproximateTimeSync:
         return lane
 
     @staticmethod
-    def _stamp_ns(camera: str, stamp: float) -> int:
-        if not math.isfinite(stamp):
-            raise ValueError(f'camera {camera!r}: stamp {stamp} is not a finite number of seconds')
-        return round(stamp * 1e9)
+    def _stamp_ns(camera: str, stamp_ns: int) -> int:
+        # Float seconds would round epoch stamps by up to ~400 ns and move exact-slop boundaries: integers only.
+        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, numbers.Integral):
+            raise ValueError(f'camera {camera!r}: stamp {stamp_ns!r} must be integer nanoseconds '
+                             f'(messages.stamp_to_ns(msg.header.stamp)), not seconds')
+        return int(stamp_ns)
 
     # ------------------------------------------------------------------------------------------- time
     def _advance_clock(self, now: float) -> float:
@@ -404,7 +433,7 @@ class ApproximateTimeSync:
         if self._last_heard is None or frame.received - self._last_heard > self._timeout:
             self._grace_start = frame.received  # the whole rig was quiet: every camera gets a fresh timeout
         self._last_heard = frame.received if self._last_heard is None else max(self._last_heard, frame.received)
-        lane.order_ns, lane.last_stamp, lane.last_received = frame.stamp_ns, frame.stamp, frame.received
+        lane.order_ns, lane.last_stamp, lane.last_received = frame.stamp_ns, frame.stamp_ns * 1e-9, frame.received
         lane.receipts.append(frame.received)
         while lane.receipts and lane.receipts[0] < frame.received - self._rate_window:
             lane.receipts.popleft()
@@ -577,7 +606,7 @@ class ApproximateTimeSync:
         for lane in self._lanes:
             frame = chosen.get(lane.name)
             if frame is not None and (frame.paired or self._pair(lane, frame)):
-                frames[lane.name] = CameraFrame(camera=lane.name, stamp=frame.stamp, image=frame.image,
+                frames[lane.name] = CameraFrame(camera=lane.name, stamp_ns=frame.stamp_ns, image=frame.image,
                                                 info=frame.info, received=frame.received)
                 continue
             missing.append(lane.name)
@@ -589,4 +618,4 @@ class ApproximateTimeSync:
             self._by_name[name].missing_count += 1
         self._sets_emitted += 1
         self._partial_sets += bool(missing)
-        out.append(CameraSet(stamp=max(f.stamp for f in frames.values()), frames=frames, missing=missing))
+        out.append(CameraSet(stamp_ns=max(f.stamp_ns for f in frames.values()), frames=frames, missing=missing))

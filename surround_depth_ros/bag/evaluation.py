@@ -30,13 +30,13 @@ __all__ = ['evaluate_bag', 'write_report', 'sync_sets']
 def sync_sets(source: BagSource, sync, log_times: bool = False) -> Any:
     """Camera sets of the bag's images as the node's synchroniser forms them, the bag's stamps as its clock. Each
     frame's ``image`` is the image message, or with ``log_times`` its recording time (ns) to read it back later."""
-    now = None
-    for kind, cam, stamp, msg, log_ns in source.camera_messages(log_time=True):
-        now = stamp if now is None else max(now, stamp)
+    now = None  # the node's clock under replay: the newest stamp so far, in seconds (it only measures timeouts)
+    for kind, cam, stamp_ns, msg, log_ns in source.camera_messages(log_time=True):
+        now = stamp_ns * 1e-9 if now is None else max(now, stamp_ns * 1e-9)
         if kind == 'image':
-            yield from sync.add_image(cam, stamp, log_ns if log_times else msg, now)
+            yield from sync.add_image(cam, stamp_ns, log_ns if log_times else msg, now)
         else:
-            yield from sync.add_info(cam, stamp, msg, now)
+            yield from sync.add_info(cam, stamp_ns, msg, now)
     if now is not None:  # the rig falls quiet at the end: let the timeouts run out so the last sets go out
         for k in range(1, 4):
             yield from sync.poll(now + k * (sync.timeout + 1.0))

@@ -398,15 +398,16 @@ class BagSource:
         return CameraRig(cameras, self.map.base_frame, lidar)
 
     def camera_messages(self, log_time: bool = False) -> Iterator[tuple]:
-        """Pass 2: ``(kind, camera, stamp s, msg)`` for images (``kind='image'``) and ``camera_info``
-        (``kind='info'``) in recording order; with ``log_time`` the recording time (ns) comes fifth."""
+        """Pass 2: ``(kind, camera, stamp ns, msg)`` for images (``kind='image'``) and ``camera_info``
+        (``kind='info'``) in recording order, the header stamp in integer nanoseconds as the synchroniser takes it;
+        with ``log_time`` the recording time (ns) comes fifth."""
         which = {}
         for cam in self.cameras:
             which[self.image_topics[cam][0]] = ('image', cam)
             which[self.map.info_topic(cam)] = ('info', cam)
         for topic, log_ns, msg in self._messages(set(which)):
             kind, cam = which[topic]
-            item = (kind, cam, stamp_to_ns(msg.header.stamp) * 1e-9, msg)
+            item = (kind, cam, stamp_to_ns(msg.header.stamp), msg)
             yield (*item, log_ns) if log_time else item
 
     def images_at(self, wanted: dict[str, int]) -> dict[str, Any]:

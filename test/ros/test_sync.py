@@ -22,14 +22,19 @@ def stamp_of(k: int, camera: int, offsets=NUSCENES_OFFSETS) -> float:
     return T0 + k * PERIOD + offsets[camera]
 
 
+def ns(seconds: float) -> int:
+    """A test stamp written in seconds as the integer nanoseconds the synchroniser takes."""
+    return round(seconds * 1e9)
+
+
 def feed(sync: ApproximateTimeSync, camera: str, stamp: float, now: float, info_first: bool = True) -> list[CameraSet]:
-    """One camera's image and its CameraInfo; payloads carry (camera, stamp) so pairing can be checked."""
+    """One camera's image and its CameraInfo; payloads carry (camera, stamp ns) so pairing can be checked."""
     out = []
     if info_first:
-        out += sync.add_info(camera, stamp, ('info', camera, stamp), now)
-    out += sync.add_image(camera, stamp, ('image', camera, stamp), now)
+        out += sync.add_info(camera, ns(stamp), ('info', camera, ns(stamp)), now)
+    out += sync.add_image(camera, ns(stamp), ('image', camera, ns(stamp)), now)
     if not info_first:
-        out += sync.add_info(camera, stamp, ('info', camera, stamp), now)
+        out += sync.add_info(camera, ns(stamp), ('info', camera, ns(stamp)), now)
     return out
 
 
@@ -51,11 +56,10 @@ def assert_consistent(camera_set: CameraSet, slop: float, cameras=CAMERAS) -> No
     assert list(camera_set.frames) == [c for c in cameras if c in camera_set.frames]
     for cam, frame in camera_set.frames.items():
         assert frame.camera == cam
-        assert frame.image == ('image', cam, frame.stamp)
-        assert frame.info == ('info', cam, frame.stamp)
-    stamps = [f.stamp for f in camera_set.frames.values()]
-    assert camera_set.stamp == max(stamps)
-    assert max(stamps) - min(stamps) <= slop + 1e-9
+        assert frame.image == ('image', cam, frame.stamp_ns)
+        assert frame.info == ('info', cam, frame.stamp_ns)
+    stamps = [f.stamp_ns for f in camera_set.frames.values()]
+    assert camera_set.stamp_ns == max(stamps) and camera_set.span_ns == max(stamps) - min(stamps) <= ns(slop)
     assert camera_set.complete == (not camera_set.missing)
 
 
@@ -70,7 +74,7 @@ def test_staggered_nuscenes_stamps_come_out_as_complete_sets_in_order():
     for k, camera_set in enumerate(sets):
         assert camera_set.complete
         assert_consistent(camera_set, 0.05)
-        assert [f.stamp for f in camera_set.frames.values()] == [stamp_of(k, i) for i in range(6)]
+        assert [f.stamp_ns for f in camera_set.frames.values()] == [ns(stamp_of(k, i)) for i in range(6)]
     stats = sync.stats()
     assert stats.sets_emitted == len(sets) and stats.partial_sets == 0 and stats.resets == 0
     assert stats.cameras['CAM_FRONT'].rate_hz == pytest.approx(12.0, rel=1e-6)
@@ -81,7 +85,7 @@ def test_set_goes_out_when_the_first_camera_of_the_next_round_arrives():
     sync = ApproximateTimeSync(CAMERAS)
     assert feed_round(sync, 0) == []
     emitted = feed(sync, 'CAM_FRONT', stamp_of(1, 0), stamp_of(1, 0) + LATENCY)
-    assert len(emitted) == 1 and emitted[0].stamp == stamp_of(0, 5)
+    assert len(emitted) == 1 and emitted[0].stamp_ns == ns(stamp_of(0, 5))
 
 
 def test_set_goes_out_as_soon_as_queued_frames_prove_it_the_best():
@@ -92,7 +96,25 @@ def test_set_goes_out_as_soon_as_queued_frames_prove_it_the_best():
     # C completes (A, B, C) = (0.03, 0.03, 0.05); A's next frame could still come at 0.04, but any set with it holds
     # B's 0.21: nothing can beat this set, so it goes out now rather than when A's next frame arrives
     emitted = feed(sync, 'C', T0 + 0.05, T0)
-    assert [[f.stamp for f in s.frames.values()] for s in emitted] == [[T0 + 0.03, T0 + 0.03, T0 + 0.05]]
+    assert [[f.stamp_ns for f in s.frames.values()] for s in emitted] == [[ns(T0 + 0.03), ns(T0 + 0.03),
+                                                                           ns(T0 + 0.05)]]
+
+
+@pytest.mark.parametrize('epoch_ns', [1_700_000_000_000_000_000, 1_767_225_599_999_999_999])
+def test_at_epoch_stamps_a_span_of_exactly_the_slop_is_a_set_and_one_nanosecond_more_is_not(epoch_ns):
+    """As message_filters' C++ policy (``end - start > slop`` is discarded): exact in integer nanoseconds. Through
+    float seconds these stamps round by hundreds of ns and the boundary moves."""
+    slop_ns = 50_000_000
+    for extra, expected in ((0, [(epoch_ns, epoch_ns + slop_ns)]), (1, [])):
+        sync = ApproximateTimeSync(['A', 'B'], slop=0.05, timeout=0.5)
+        b = epoch_ns + slop_ns + extra
+        out = sync.add_info('A', epoch_ns, 'info', 0.0) + sync.add_image('A', epoch_ns, 'a', 0.0)
+        out += sync.add_info('B', b, 'info', 0.0) + sync.add_image('B', b, 'b', 0.0)
+        out += sync.poll(5.0) + sync.poll(10.0)  # the rig falls quiet: a pending set goes out after the timeout
+        got = [tuple(f.stamp_ns for f in s.frames.values()) for s in out if s.complete]
+        assert got == expected, extra
+        assert all(s.span_ns <= slop_ns for s in out)
+    assert round((epoch_ns + slop_ns) * 1e-9 * 1e9) - round(epoch_ns * 1e-9 * 1e9) != slop_ns  # why ns matter
 
 
 def test_stamps_further_apart_than_the_slop_are_never_emitted_together():
@@ -125,7 +147,7 @@ def test_queue_size_bounds_memory_when_only_one_camera_talks():
 
     no_info = ApproximateTimeSync(CAMERAS, queue_size=10)
     for k in range(1000):  # images whose CameraInfo never comes wait in a bounded queue too
-        no_info.add_image('CAM_FRONT', T0 + k * PERIOD, None, T0)
+        no_info.add_image('CAM_FRONT', ns(T0 + k * PERIOD), None, T0)
         assert no_info.stats().cameras['CAM_FRONT'].awaiting_info <= 10
     assert no_info.stats().cameras['CAM_FRONT'].dropped == 990
 
@@ -143,7 +165,7 @@ def test_silent_camera_gives_partial_sets_after_the_timeout_and_full_sets_when_i
             emitted += [(stamp + LATENCY, s) for s in feed(sync, cam, stamp, stamp + LATENCY)]
         if k == 25:
             s = sync.stats().cameras['CAM_BACK_RIGHT']
-            assert s.silent and s.staleness > 0.5 and s.last_stamp == stamp_of(9, 2) and s.queued == 0
+            assert s.silent and s.staleness > 0.5 and s.last_stamp == pytest.approx(stamp_of(9, 2)) and s.queued == 0
     last_heard = stamp_of(9, 2) + LATENCY
     partial = [(now, s) for now, s in emitted if not s.complete]
     assert len(partial) >= 18
@@ -171,11 +193,11 @@ def test_poll_emits_the_partial_sets_due_while_a_camera_is_silent():
     sets = []
     for k in range(10, 15):  # 0.42 s without CAM_BACK: within the timeout, nothing goes out
         sets += feed_round(sync, k, skip=('CAM_BACK',))
-    assert [s.stamp for s in sets] == [stamp_of(9, 5)] and sets[0].complete  # round 9, proven by round 10
+    assert [s.stamp_ns for s in sets] == [ns(stamp_of(9, 5))] and sets[0].complete  # round 9, proven by round 10
     assert sync.poll(stamp_of(14, 5) + LATENCY) == []
     due = sync.poll(stamp_of(9, 3) + LATENCY + 0.51)
     assert [s.missing for s in due] == [['CAM_BACK']] * len(due) and len(due) >= 4
-    assert [s.frames['CAM_FRONT'].stamp for s in due] == [stamp_of(k, 0) for k in range(10, 10 + len(due))]
+    assert [s.frames['CAM_FRONT'].stamp_ns for s in due] == [ns(stamp_of(k, 0)) for k in range(10, 10 + len(due))]
     assert sync.stats().cameras['CAM_BACK'].silent
 
 
@@ -186,10 +208,10 @@ def test_last_set_of_a_camera_that_dies_still_goes_out_complete():
         sets += feed_round(sync, k, skip=('CAM_FRONT',) if k >= 10 else ())
     # round 9's set waited for CAM_FRONT's next image (to prove it the best); once CAM_FRONT is declared silent,
     # no better set can come, so it goes out complete, and the partial ones follow
-    assert [s.stamp for s in sets if s.complete] == [stamp_of(k, 5) for k in range(10)]
+    assert [s.stamp_ns for s in sets if s.complete] == [ns(stamp_of(k, 5)) for k in range(10)]
     partial = [s for s in sets if not s.complete]
     assert partial and all(s.missing == ['CAM_FRONT'] for s in partial)
-    assert partial[0].frames['CAM_FRONT_RIGHT'].stamp == stamp_of(10, 1)
+    assert partial[0].frames['CAM_FRONT_RIGHT'].stamp_ns == ns(stamp_of(10, 1))
 
 
 def test_camera_that_never_sends_is_left_out_after_the_timeout_from_the_start():
@@ -232,7 +254,7 @@ def test_bag_loop_resets_the_queues_and_sets_resume():
     assert all(c.out_of_order == 0 for c in stats.cameras.values())
     assert len(second) >= 29 and all(s.complete for s in second)
     for k, s in enumerate(second):
-        assert [f.stamp for f in s.frames.values()] == [stamp_of(k, i) for i in range(6)]
+        assert [f.stamp_ns for f in s.frames.values()] == [ns(stamp_of(k, i)) for i in range(6)]
 
 
 def test_sim_time_loop_where_the_clock_jumps_back_resets_too():
@@ -247,7 +269,7 @@ def test_sim_time_loop_where_the_clock_jumps_back_resets_too():
     assert len(second) >= 28 and all(s.complete for s in second)
     first = round((second[0].stamp - stamp_of(0, 5)) / PERIOD)
     for k, s in enumerate(second, start=first):
-        assert [f.stamp for f in s.frames.values()] == [stamp_of(k, i) for i in range(6)]
+        assert [f.stamp_ns for f in s.frames.values()] == [ns(stamp_of(k, i)) for i in range(6)]
 
 
 def test_node_clock_jumping_back_resets_but_a_small_step_back_does_not():
@@ -279,8 +301,8 @@ def test_one_out_of_order_image_is_dropped_and_counted():
     assert stats.cameras['CAM_BACK'].out_of_order == 2
     assert all(stats.cameras[c].out_of_order == 0 for c in CAMERAS if c != 'CAM_BACK')
     assert stats.resets == 0 and len(sets) >= 19 and all(s.complete for s in sets)
-    back = [s.frames['CAM_BACK'].stamp for s in sets]
-    assert back == [stamp_of(k, 3) for k in range(len(sets))]
+    back = [s.frames['CAM_BACK'].stamp_ns for s in sets]
+    assert back == [ns(stamp_of(k, 3)) for k in range(len(sets))]
 
 
 def test_single_camera_jumping_far_back_is_a_glitch_not_a_loop():
@@ -332,8 +354,8 @@ def test_camera_info_with_a_different_stamp_is_not_paired():
                 stamp = stamp_of(k, i)
                 now = stamp + LATENCY
                 info_stamp = stamp + 0.001 if cam == 'CAM_BACK_LEFT' else stamp
-                sets += sync.add_info(cam, info_stamp, ('info', cam, info_stamp), now)
-                sets += sync.add_image(cam, stamp, ('image', cam, stamp), now)
+                sets += sync.add_info(cam, ns(info_stamp), ('info', cam, ns(info_stamp)), now)
+                sets += sync.add_image(cam, ns(stamp), ('image', cam, ns(stamp)), now)
         return sync, sets
 
     sync, sets = run(0.0)
@@ -347,7 +369,8 @@ def test_camera_info_with_a_different_stamp_is_not_paired():
 
     tolerant, sets = run(0.002)
     assert len(sets) >= 19 and all(s.complete for s in sets)
-    assert all(s.frames['CAM_BACK_LEFT'].info[2] == s.frames['CAM_BACK_LEFT'].stamp + 0.001 for s in sets)
+    assert all(abs(s.frames['CAM_BACK_LEFT'].info[2] - s.frames['CAM_BACK_LEFT'].stamp_ns - 1_000_000) <= 1
+               for s in sets)
 
 
 def test_late_camera_info_is_waited_for_and_then_paired():
@@ -355,13 +378,13 @@ def test_late_camera_info_is_waited_for_and_then_paired():
     for k in range(3):
         for i, cam in enumerate(CAMERAS):
             stamp = stamp_of(k, i)
-            sync.add_image(cam, stamp, ('image', cam, stamp), stamp + LATENCY)
+            sync.add_image(cam, ns(stamp), ('image', cam, ns(stamp)), stamp + LATENCY)
     assert sync.stats().cameras['CAM_FRONT'].awaiting_info == 3
     sets = []
     for k in range(3):  # infos 0.2 s late, still within the timeout
         for i, cam in enumerate(CAMERAS):
             stamp = stamp_of(k, i)
-            sets += sync.add_info(cam, stamp, ('info', cam, stamp), stamp + 0.2)
+            sets += sync.add_info(cam, ns(stamp), ('info', cam, ns(stamp)), stamp + 0.2)
     assert len(sets) == 2 and all(s.complete for s in sets)
     for s in sets:
         assert_consistent(s, 0.05)
@@ -370,12 +393,12 @@ def test_late_camera_info_is_waited_for_and_then_paired():
 def test_a_camera_info_published_once_serves_every_image_with_an_unbounded_info_slop():
     sync = ApproximateTimeSync(CAMERAS, info_slop=math.inf)
     for cam in CAMERAS:
-        sync.add_info(cam, 0.0, ('K', cam), T0)
+        sync.add_info(cam, 0, ('K', cam), T0)
     sets = []
     for k in range(10):
         for i, cam in enumerate(CAMERAS):
             stamp = stamp_of(k, i)
-            sets += sync.add_image(cam, stamp, ('image', cam, stamp), stamp + LATENCY)
+            sets += sync.add_image(cam, ns(stamp), ('image', cam, ns(stamp)), stamp + LATENCY)
     assert len(sets) >= 9 and all(s.complete for s in sets)
     assert all(f.info == ('K', name) for s in sets for name, f in s.frames.items())
 
@@ -418,10 +441,10 @@ def test_cameras_fed_from_several_threads_give_the_same_consistent_sets():
     assert not errors and not any(t.is_alive() for t in threads)
     for s in results:
         assert_consistent(s, 0.05)
-    key = (lambda s: tuple((c, f.stamp) for c, f in s.frames.items()))
+    key = (lambda s: tuple((c, f.stamp_ns) for c, f in s.frames.items()))
     assert sorted(map(key, results)) == sorted(map(key, expected))
     assert len(expected) >= frames - 1
-    used = [(c, f.stamp) for s in results for c, f in s.frames.items()]
+    used = [(c, f.stamp_ns) for s in results for c, f in s.frames.items()]
     assert len(used) == len(set(used))  # no frame goes out twice
 
 
@@ -491,10 +514,10 @@ def test_sets_equal_a_brute_force_search_on_random_streams(age_penalty, grid):
             stamp = pending[i].pop(0)
             for s in feed(sync, names[i], stamp, 0.0, info_first=rng.random() < 0.5):
                 assert s.complete
-                got.append(tuple(round(f.stamp * 1e9) for f in s.frames.values()))
-        ns = [[round(t * 1e9) for t in s] + [round(sentinel * 1e9)] for s in streams]
-        slop_ns = 1 << 62 if math.isinf(slop) else round(slop * 1e9)
-        expected = brute_force_sets(ns, slop_ns, Fraction(age_penalty))
+                got.append(tuple(f.stamp_ns for f in s.frames.values()))
+        streams_ns = [[ns(t) for t in s] + [ns(sentinel)] for s in streams]
+        slop_ns = 1 << 62 if math.isinf(slop) else ns(slop)
+        expected = brute_force_sets(streams_ns, slop_ns, Fraction(age_penalty))
         real = round(sentinel * 1e9)
         got = [s for s in got if real not in s]
         expected = [s for s in expected if real not in s]
@@ -531,9 +554,10 @@ def test_search_work_grows_at_most_linearly_with_the_number_of_cameras(age_penal
 # --------------------------------------------------------------------------------------------- input checks
 def test_bad_arguments_get_a_clear_error():
     with pytest.raises(ValueError, match='unknown camera'):
-        ApproximateTimeSync(CAMERAS).add_image('CAM_TOP', 1.0, None, 1.0)
-    with pytest.raises(ValueError, match='not a finite'):
-        ApproximateTimeSync(CAMERAS).add_info('CAM_FRONT', math.nan, None, 1.0)
+        ApproximateTimeSync(CAMERAS).add_image('CAM_TOP', 1, None, 1.0)
+    for seconds in (1.5, math.nan, True):  # float seconds would round: stamps are integer nanoseconds
+        with pytest.raises(ValueError, match='must be integer nanoseconds'):
+            ApproximateTimeSync(CAMERAS).add_info('CAM_FRONT', seconds, None, 1.0)
     with pytest.raises(ValueError, match='unique'):
         ApproximateTimeSync(['A', 'A'])
     with pytest.raises(ValueError, match='queue_size'):
@@ -564,8 +588,8 @@ def test_the_last_set_goes_out_after_the_timeout_when_the_whole_rig_falls_quiet(
     sync = ApproximateTimeSync(['a', 'b', 'c'], slop=0.05, timeout=0.3)
     out = []
     for cam, dt in zip('abc', (0.0, 0.01, 0.02)):
-        sync.add_info(cam, 10.0 + dt, f'info-{cam}', now=100.0)
-        out += sync.add_image(cam, 10.0 + dt, f'img-{cam}', now=100.0)
+        sync.add_info(cam, ns(10.0 + dt), f'info-{cam}', now=100.0)
+        out += sync.add_image(cam, ns(10.0 + dt), f'img-{cam}', now=100.0)
     out += sync.poll(now=100.2)
     assert out == []  # within the timeout the set waits to be proven best, as message_filters does
     out += sync.poll(now=100.4)
