@@ -32,9 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from surround_depth_train.resources import resource_path
+
 __all__ = ['main']
 
-REPO = Path(__file__).resolve().parents[1]
+RIG = 'config/rigs/surroundsim.yaml'  # a package file (surround_depth_train.resources)
+
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -85,12 +88,12 @@ def _node_times(path: Path, images: list[np.ndarray], K: np.ndarray, sets: int, 
     from surround_depth_ros.messages import fill_message, image_fields, ns_to_stamp_fields
     from surround_depth_train.geometry.rig import CameraRig
 
-    rig = CameraRig.from_yaml(REPO / 'config' / 'rigs' / 'surroundsim.yaml')
+    rig = CameraRig.from_yaml(resource_path(RIG))
     height, width = images[0].shape[:2]
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / 'params.yaml'
         params.write_text(yaml.safe_dump({'surround_depth_node': {'ros__parameters': {
-            'model_file': str(path), 'rig_file': str(REPO / 'config' / 'rigs' / 'surroundsim.yaml'),
+            'model_file': str(path), 'rig_file': str(resource_path(RIG)),
             'diagnostics_period': 0.5, 'timeout': max(1.0, 3 * period)}}}))
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), FASTDDS_BUILTIN_TRANSPORTS='LARGE_DATA')
         node = subprocess.Popen([sys.executable, '-m', 'surround_depth_ros.node', '--ros-args', '--params-file',

@@ -24,9 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+from surround_depth_train.resources import resource_path
+
 __all__ = ['main', 'run_chain']
 
-REPO = Path(__file__).resolve().parents[1]
+#: The folder holding this package and surround_depth_train (the checkout, or site-packages when installed): the
+#: processes the demo starts import the same code.
+CODE_ROOT = Path(__file__).resolve().parents[1]
+#: Where the experiment ships its students (a package file: surround_depth_train.resources).
+SHIPPED_DIR = 'docs/results/surroundsim_models'
 #: Training at the chain's scale (``surround_depth_train.demo.run_distill_stage``): on 2 busy cores a ViT-S teacher
 #: step takes 20-30 s and a Monodepth2 + MB step about 13 s (batch 2 x 6 cameras at 160 x 96), so each of the three
 #: runs gets one epoch of 16 samples (8 steps).
@@ -36,7 +42,7 @@ CHAIN_TRAINING = {'train_samples': 16, 'val_samples': 4, 'teacher_epochs': 1, 's
 def _env(domain: str) -> dict:
     env = dict(os.environ, ROS_DOMAIN_ID=domain, PYTHONUNBUFFERED='1')
     env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')  # images between processes (REFERENCE section 7)
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH', '')) if p)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get('PYTHONPATH', '')) if p)
     return env
 
 
@@ -199,8 +205,11 @@ def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: 
 
 def _in_repo(world: str) -> str:
     """A world YAML path relative to the repository (as the experiment wrote it) made absolute, so the demo runs
-    from any folder."""
-    return str(REPO / world) if not Path(world).is_absolute() and (REPO / world).is_file() else world
+    from any folder: the package's file (the checkout's, or the installed one in the share directory)."""
+    if Path(world).is_absolute():
+        return world
+    found = resource_path(world)
+    return str(found) if found.is_file() else world
 
 
 def evaluate_shipped(out: Path, shipped) -> dict[str, dict]:
@@ -317,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--distilled', type=Path, help='a distilled model file (e.g. the experiment\'s) to deploy')
     parser.add_argument('--shipped', type=Path, default=None,
                         help='a folder of shipped students (surround_depth_train.shipped; default: the '
-                             'experiment\'s, docs/results/surroundsim_models, when it exists and not --quick)')
+                             f'experiment\'s, {SHIPPED_DIR} of the package (installed: in its share directory), '
+                             'when it exists and not --quick)')
     parser.add_argument('--no-shipped', action='store_true', help='deploy the toy-trained students even when '
                                                                   'shipped ones exist')
     args = parser.parse_args(argv)
@@ -329,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         shipped = None
         if args.baseline is None and not args.no_shipped and (args.shipped is not None or not args.quick):
-            shipped = read_shipped(args.shipped)
+            shipped = read_shipped(args.shipped if args.shipped is not None else resource_path(SHIPPED_DIR))
             if shipped is None and args.shipped is not None:
                 raise RuntimeError(f'--shipped {args.shipped}: no models.json there; point it at a folder the '
                                    f'experiment command wrote (ship.dir)')

@@ -17,7 +17,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import fields, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +45,7 @@ from surround_depth_ros.worker import InferenceWorker
 from surround_depth_train.allocator import describe_allocator, ensure_allocator_settings
 from surround_depth_train.geometry.rig import CameraRig, RigError
 from surround_depth_train.geometry.transforms import TransformBuffer, make_transform
+from surround_depth_train.resources import resolve_path
 
 __all__ = ['SurroundDepthNode', 'NodeStartError', 'main']
 
@@ -56,25 +56,6 @@ _OK, _WARN, _ERROR = (bytes([v]) for v in (0, 1, 2))
 
 class NodeStartError(RuntimeError):
     """The node cannot start with its parameters; the message says which and what to do."""
-
-
-def resolve_path(path: str) -> Path:
-    """An absolute path, a path relative to the working directory, or one relative to the package (its share
-    directory in a ROS install, the source checkout otherwise)."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    roots = [Path(__file__).resolve().parents[1]]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        roots.insert(0, Path(get_package_share_directory('surround_depth_ros')))
-    except Exception:  # noqa: BLE001 - no ament index here: the source checkout is the only root
-        pass
-    for root in roots:
-        if (root / path).exists():
-            return root / path
-    return candidate
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:

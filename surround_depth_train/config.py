@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 import yaml
 
 from surround_depth_train.atomic import atomic_write
+from surround_depth_train.resources import resolve_path
 
 __all__ = ['ConfigError', 'from_mapping', 'to_mapping', 'apply_overrides', 'load_config', 'save_config']
 
@@ -161,10 +162,11 @@ def apply_overrides(mapping: dict[str, Any], overrides: Sequence[str]) -> dict[s
 
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> T:
-    """Load ``cls`` from an optional YAML file plus overrides; defaults fill the rest."""
+    """Load ``cls`` from an optional YAML file plus overrides; defaults fill the rest. A relative ``path`` that is not
+    under the working directory names a package file (``config/train/...`` works installed and from any folder)."""
     mapping: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        path = resolve_path(path)
         if not path.is_file():
             raise ConfigError(f'config file {str(path)!r} does not exist; pass an existing YAML file '
                               f'(see config/ for examples)')
