@@ -37,6 +37,7 @@ import torch
 from torch.nn import functional as F
 
 from surround_depth_train.geometry.camera import check_intrinsics, resize_intrinsics
+from surround_depth_train.models.input_size import input_size_problem, input_size_warning
 
 __all__ = ['DepthEngine', 'EngineError', 'EnginePrediction', 'TorchBackend', 'PRECISIONS', 'BACKENDS',
            'focal_ratio']
@@ -116,7 +117,8 @@ class DepthEngine:
         model_path: a model file (``save_model``) or, with ``backend='onnxruntime'``, an exported ``.onnx``.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (torch backend).
         precision: ``fp32``; ``fp16`` or ``bf16`` on a GPU.
-        input_size: ``(height, width)`` overriding the model file's input size; fully convolutional students only.
+        input_size: ``(height, width)`` overriding the model file's input size; fully convolutional students only,
+            sides at least the network's ``min_input_side``; any other size than the training size warns once.
         backend: ``torch`` or ``onnxruntime``.
         allow_teacher: run a teacher model file (tens of times slower than a student); refused otherwise.
         focal_correction: multiply depth by ``f_camera / f_train`` when they differ by more than ``focal_tolerance``.
@@ -172,15 +174,15 @@ class DepthEngine:
             if not info.fully_convolutional:
                 raise EngineError(f'{self.name} runs at its recorded input size {list(size)} only; remove the '
                                   f'input_size override (only fully convolutional students accept one)')
-            side = getattr(self.backend, 'min_input_side', 1)
-            if min(input_size) < side:
-                raise EngineError(f'input_size {list(input_size)} is too small for {self.name}: both sides must be '
-                                  f'at least {side} pixels')
+            problem = input_size_problem(self.name, input_size, getattr(self.backend, 'min_input_side', 1))
+            if problem:
+                raise EngineError(f'input_size {list(input_size)}: {problem}; remove the override or enlarge it')
             if self.training_rig is not None:
                 # The training intrinsics were recorded at the model file's size: scale them to the new one.
                 self.training_rig = [dict(cam, K=resize_intrinsics(cam['K'], (size[1], size[0]),
                                                                    (input_size[1], input_size[0])))
                                      for cam in self.training_rig]
+            self._warn(input_size_warning(self.name, size, input_size))
             size = input_size
         self.input_size: tuple[int, int] = size  # (height, width)
         self.training_cameras = {str(k): str(v) for k, v in (training_cameras or {}).items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -42,6 +43,22 @@ def _load_baseline(path: Path) -> dict:
     return baseline
 
 
+def _check_input_size(model: torch.nn.Module, meta: dict, image_size) -> None:
+    """Refuse a size the network cannot take; warn once when it is not the training size (``image_size`` is
+    ``(W, H)`` as ``data.image_size``)."""
+    from surround_depth_train.models.input_size import input_size_problem, input_size_warning
+
+    running = (int(image_size[1]), int(image_size[0]))
+    trained = (int(meta['input_size'][0]), int(meta['input_size'][1]))
+    if running == trained:
+        return
+    problem = input_size_problem(meta['name'], running, getattr(model, 'min_input_side', 1))
+    if problem:
+        raise ConfigError(f'data.image_size={list(image_size)}: {problem}; evaluate at its training size '
+                          f'{trained[1]}x{trained[0]} (leave data.image_size out)')
+    logging.getLogger('surround_depth.evaluate').warning(input_size_warning(meta['name'], trained, running))
+
+
 def run_evaluation(model_path: str | Path, *, config: str | Path | None = None, overrides: list[str] = (),
                    dataset: str | None = None, split: str = 'val', baseline: str | Path | None = None,
                    out_dir: str | Path | None = None, samples: int | None = None, batch_size: int = 1,
@@ -65,6 +82,7 @@ def run_evaluation(model_path: str | Path, *, config: str | Path | None = None, 
     if config is None and not any(o.startswith('data.image_size=') for o in overrides):
         h, w = meta['input_size']
         base.data.image_size = (int(w), int(h))
+    _check_input_size(model, meta, base.data.image_size)
     baseline_obj = _load_baseline(Path(baseline)) if baseline else None
     try:
         ds = build_dataset(base.data, split)

@@ -101,11 +101,23 @@ def test_engine_refuses_a_teacher_unless_allowed(tmp_path):
         DepthEngine(path, allow_teacher=True, input_size=(112, 168))
 
 
-def test_engine_accepts_an_input_size_override_for_a_student(student_file):
-    engine = DepthEngine(student_file, input_size=(96, 128))
+def test_engine_accepts_an_input_size_override_for_a_student_and_warns_once_with_both_sizes(student_file):
+    messages = []
+    engine = DepthEngine(student_file, input_size=(96, 128), logger=messages.append)
     assert engine.input_size == (96, 128)
-    pred = engine.predict(_images([(96, 128)]), [_K(128, 96)])
+    for _ in range(2):
+        pred = engine.predict(_images([(96, 128)]), [_K(128, 96)])
     assert pred.depths[0].shape == (96, 128)
+    sizes = [m for m in messages if 'trained at' in m]
+    assert len(sizes) == 1 and 'trained at 96 x 64 (w x h) and runs at 128 x 96' in sizes[0]
+    silent = []
+    DepthEngine(student_file, input_size=INPUT, logger=silent.append).predict(_images([INPUT]), [_K(96, 64)])
+    assert not [m for m in silent if 'trained at' in m]  # its own size: no word
+
+
+def test_engine_refuses_an_input_size_the_network_cannot_take(student_file):
+    with pytest.raises(EngineError, match=r'input_size \[16, 200\]: .*cannot run at 200 x 16.*at least 33 pixels'):
+        DepthEngine(student_file, input_size=(16, 200))
 
 
 def test_engine_names_a_bad_image_and_a_bad_K(student_file):
