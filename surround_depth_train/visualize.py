@@ -11,7 +11,8 @@ import numpy as np
 
 from surround_depth_train.atomic import atomic_write
 
-__all__ = ['colorize_depth', 'colorize_error', 'overlay_sparse_depth', 'mosaic', 'label', 'save_png']
+__all__ = ['colorize_depth', 'colorize_error', 'overlay_sparse_depth', 'depth_colour_bar', 'mosaic', 'label',
+           'save_png']
 
 
 def colorize_depth(depth: np.ndarray, min_depth: float = 0.5, max_depth: float = 80.0,
@@ -46,6 +47,31 @@ def colorize_error(error: np.ndarray, max_error: float = 0.5, valid: np.ndarray 
     t[ok] = np.clip(error[ok] / max_error, 0.0, 1.0)
     out = (matplotlib.colormaps['inferno'](t)[..., :3] * 255).astype(np.uint8)
     out[~ok] = np.asarray(invalid_color, dtype=np.uint8)
+    return out
+
+
+def depth_colour_bar(width: int, min_depth: float = 0.5, max_depth: float = 80.0, height: int = 34,
+                     ticks: Sequence[float] = (1, 2, 5, 10, 20, 40, 80)) -> np.ndarray:
+    """A horizontal colour bar of :func:`colorize_depth`'s scale with tick labels in metres (log scale, near left).
+
+    Stack it under a mosaic (:func:`mosaic` accepts rows of any width; or ``np.vstack`` when widths match) so every
+    depth picture says what its colours mean.
+    """
+    import cv2
+
+    bar_h = max(8, height // 2)
+    ramp = np.exp(np.linspace(np.log(min_depth), np.log(max_depth), max(2, width), dtype=np.float64))
+    out = np.full((height, width, 3), 255, np.uint8)
+    out[:bar_h] = colorize_depth(np.repeat(ramp[None].astype(np.float32), bar_h, axis=0), min_depth, max_depth)
+    span = np.log(max_depth / min_depth)
+    for t in [t for t in ticks if min_depth <= t <= max_depth]:
+        x = int(round((np.log(t / min_depth) / span) * (width - 1)))
+        cv2.line(out, (x, bar_h - 4), (x, bar_h + 2), (0, 0, 0), 1)
+        text = f'{t:g} m'
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+        x0 = int(np.clip(x - tw // 2, 0, max(0, width - tw)))
+        cv2.putText(out, text, (x0, min(height - 2, bar_h + th + 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1,
+                    cv2.LINE_AA)
     return out
 
 

@@ -13,6 +13,7 @@ from surround_depth_train.experiment import (ExperimentError, load_experiment, m
 
 SMOKE = Path(__file__).resolve().parents[2] / 'config' / 'experiments' / 'surroundsim_smoke.yaml'
 REAL = SMOKE.with_name('surroundsim.yaml')
+DESIGN = SMOKE.with_name('distillation.yaml')
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -114,6 +115,37 @@ def test_experiment_writes_teacher_rows_and_tables_with_paired_seeds(finished):
         assert heading in md
     assert re.search(r'^\| \+ MB \+ CKD \+ VRKD \| 2 \| .* ± .*\|$', md, re.M)
     assert (tmp / 'report_predictions.png').stat().st_size > 0
+    # the pre-registered parts: the decision over both seed pairs, the gate, the validation curves
+    decision = report['decision']
+    assert decision['pairs'] == 2 and decision['scenes'] == 1 and set(decision['per_seed']) == {'0', '1'}
+    assert decision['verdict'] in ('effect shown', 'ruled out', 'inconclusive') and decision['final']
+    assert decision['interval'][0] <= decision['d'] <= decision['interval'][1]
+    assert report['gate']['passed'] and report['gate']['teacher']['run'] == 'teacher_ft'
+    assert set(report['validation_curves']) >= {'plain_s0', 'mb_ckd_vrkd_s1'}
+    assert all(len(report['per_scene'][name]) == 1 for name in report['per_seed'])
+    for heading in ('## Decision (pre-registered rule)', '## The gate', '## Validation curves'):
+        assert heading in md
+    assert (tmp / 'report_curves.png').read_bytes()[:4] == b'\x89PNG'
+    times = report['runs']['plain_s0']['times']
+    assert times['train_s'] == json.loads((tmp / 'runs' / 'plain_s0' / 'result.json').read_text())['wall_s']
+
+
+def test_runs_that_distil_wait_for_the_gate_and_stop_when_the_teacher_is_not_better(finished, capsys):
+    from surround_depth_train.experiment import check_gate, execute
+
+    tmp, _ = finished
+    exp = load_experiment(SMOKE, out_dir=str(tmp / 'runs'), report=str(tmp / 'report.md'))
+    exp.gate.max_ratio = 1e-9
+    planned = plan_runs(exp)
+    gate = check_gate(exp, planned)
+    assert not gate['passed'] and 'ratio' in gate['reason'] and gate['ratio'] > 1e-9
+    assert json.loads((tmp / 'runs' / 'gate.json').read_text())['passed'] is False
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp / 'runs').glob('*/model.pt')}
+    with pytest.raises(ExperimentError, match='premise not met'):
+        execute(exp, planned, only=['mb_ckd_vrkd_s0'])
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp / 'runs').glob('*/model.pt')}
+    exp.gate.max_ratio = 1000
+    assert check_gate(exp, planned)['passed']  # restores gate.json for the tests after this one
 
 
 def test_the_shipped_pair_is_written_in_half_precision_with_its_test_metrics(finished):
@@ -172,6 +204,7 @@ def test_second_call_skips_finished_runs_and_resumes_an_interrupted_one(finished
     assert main(_args(tmp)) == 0
     out = capsys.readouterr().out
     assert len(re.findall(r'finished earlier, skipped', out)) == 8
+    assert 'gate passed' in out
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp / 'runs').glob('*/model.pt')}
 
     # interrupt plain_s1 after its first step (2 steps in all), as a killed run would leave it
@@ -201,3 +234,113 @@ def test_second_call_skips_finished_runs_and_resumes_an_interrupted_one(finished
     changed = next(r for r in plan_runs(exp) if r.name == 'plain_s0')
     with pytest.raises(ExperimentError, match='optim.lr'):
         run_status(changed, resolve_config(changed))
+
+
+def test_the_pre_registered_design_gives_every_role_its_own_scenes():
+    from surround_depth_train.training.builders import build_dataset
+
+    exp = load_experiment(DESIGN)
+    planned = plan_runs(exp)
+    assert exp.seeds == list(range(8)) and exp.decision.planned_seeds == 8
+    assert sum(r.spec.name == 'mb' for r in planned) == sum(r.spec.name == 'mb_ckd_vrkd' for r in planned) == 8
+    scenes = {}
+
+    def seeds_of(cfg, split):
+        ds = build_dataset(cfg.data, split)
+        return {ds.locate(i)[0] for i in range(len(ds))}
+
+    for run in planned:
+        cfg = resolve_config(run)
+        role = 'teacher' if run.spec.name == 'teacher' else 'students'
+        scenes.setdefault(role, set()).update(seeds_of(cfg, 'train'))
+        if run.spec.name == 'mb':
+            assert cfg.data.lidar_beams == 8 and cfg.loss.ckd == cfg.loss.vrkd == 0
+        if run.spec.name == 'mb_ckd_vrkd':
+            assert (cfg.loss.ckd, cfg.loss.vrkd) == (0.1, 1.0) and cfg.teacher.cache
+        if run.spec.name == 'teacher':
+            assert cfg.mode == 'teacher' and cfg.loss.teacher_target == 'dense'
+    test_cfg = load_config_with(resolve_config(planned[1]), exp.evaluation.overrides)
+    scenes['test'] = seeds_of(test_cfg, 'test')
+    gate_cfg = load_config_with(resolve_config(planned[1]), exp.gate.overrides)
+    scenes['val'] = seeds_of(gate_cfg, 'val')
+    assert len(scenes['teacher']) == 160 and len(scenes['students']) == 12 and len(scenes['test']) == 64
+    roles = list(scenes)
+    for i, a in enumerate(roles):
+        for b in roles[i + 1:]:
+            assert not scenes[a] & scenes[b], (a, b)
+    assert test_cfg.data.lidar_beams == 32 and gate_cfg.data.lidar_beams == 32
+
+
+def load_config_with(cfg, overrides):
+    from surround_depth_train.config import apply_overrides, to_mapping
+    from surround_depth_train.config import from_mapping
+    from surround_depth_train.training.config import TrainConfig
+
+    return from_mapping(TrainConfig, apply_overrides(to_mapping(cfg), overrides))
+
+
+def _synthetic_results(exp, planned, gain: float, noise: float, scenes: int = 40):
+    """Evaluation results of every mb / mb_ckd_vrkd seed: per-scene metrics; the distilled arm ``gain`` better."""
+    import numpy as np
+
+    from surround_depth_train.metrics import LOWER_IS_BETTER, METRIC_NAMES
+
+    rng = np.random.default_rng(0)
+    base = {'abs_rel': 0.2, 'sq_rel': 1.5, 'rmse': 5.0, 'rmse_log': 0.25, 'a1': 0.7, 'a2': 0.9, 'a3': 0.95}
+    results = {}
+    for run in planned:
+        if run.spec.name not in ('mb', 'mb_ckd_vrkd'):
+            continue
+        per_scene = {}
+        for c in range(scenes):
+            factor = 1 + (gain if run.spec.name == 'mb_ckd_vrkd' else 0.0) + noise * rng.standard_normal()
+            per_scene[f'scene-{c}'] = {k: base[k] / factor if LOWER_IS_BETTER[k] else base[k] * factor
+                                       for k in METRIC_NAMES}
+        results[run.name] = {'lidar': {'mean': base, 'per_scene': per_scene}}
+    return results
+
+
+@pytest.mark.parametrize('gain, noise, verdict', [(0.10, 0.01, 'effect shown'), (0.0, 0.005, 'ruled out'),
+                                                  (0.03, 0.3, 'inconclusive')])
+def test_the_decision_rule_reads_the_bootstrap_interval_as_pre_registered(gain, noise, verdict):
+    from surround_depth_train.experiment import decide
+
+    exp = load_experiment(DESIGN, out_dir='/nonexistent')
+    exp.decision.resamples = 2000
+    planned = plan_runs(exp)
+    decision = decide(exp, planned, _synthetic_results(exp, planned, gain, noise))
+    assert decision['verdict'] == verdict, decision
+    assert decision['pairs'] == 8 and decision['final'] and decision['scenes'] == 40
+    lo, hi = decision['interval']
+    assert lo <= decision['d'] <= hi
+    if verdict == 'effect shown':
+        assert decision['d'] > 3 and lo > 0
+
+
+def test_the_decision_is_not_final_before_every_planned_pair_has_finished():
+    from surround_depth_train.experiment import decide
+
+    exp = load_experiment(DESIGN, out_dir='/nonexistent')
+    exp.decision.resamples = 200
+    planned = plan_runs(exp)
+    results = _synthetic_results(exp, planned, 0.1, 0.01)
+    for name in ('mb_s7', 'mb_ckd_vrkd_s6'):
+        del results[name]
+    decision = decide(exp, planned, results)
+    assert decision['pairs'] == 6 and not decision['final'] and set(decision['per_seed']) == {str(s) for s in range(6)}
+
+
+def test_the_shipped_seed_is_chosen_on_validation_once_every_seed_has_finished(tmp_path):
+    from surround_depth_train.experiment import seed_by_validation
+
+    exp = load_experiment(DESIGN, out_dir=str(tmp_path))
+    planned = plan_runs(exp)
+    runs = [r for r in planned if r.spec.name == 'light_mb_ckd_vrkd']
+    results = {}
+    for run, val in zip(runs, (0.30, 0.20, 0.25)):
+        run.out_dir.mkdir(parents=True)
+        (run.out_dir / 'result.json').write_text(json.dumps({'val': {'mean': {'abs_rel': val}}}))
+        results[run.name] = {}
+        if run.seed != runs[-1].seed:
+            assert seed_by_validation(planned, results, 'light_mb_ckd_vrkd') is None  # not every seed yet
+    assert seed_by_validation(planned, results, 'light_mb_ckd_vrkd') == runs[1].seed

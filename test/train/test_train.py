@@ -105,6 +105,14 @@ def test_resumed_run_ends_with_weights_equal_to_an_uninterrupted_run(tmp_path):
     a, b = weights(tmp_path / 'a' / 'run' / 'model.pt'), weights(tmp_path / 'b' / 'run' / 'model.pt')
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    # the recorded wall time adds the interrupted part to the resumed one
+    first_part = read_model_file(tmp_path / 'b' / 'run' / 'checkpoints' / 'last.pt')['aux_state']['wall_s']
+    assert state['aux_state']['wall_s'] > 0
+    result = json.loads((tmp_path / 'b' / 'run' / 'result.json').read_text())
+    assert result['wall_s'] >= first_part >= state['aux_state']['wall_s'] > 0
+    # the validation history keeps one entry per validated step, the repeated ones replaced
+    history = json.loads((tmp_path / 'b' / 'run' / 'val_history.json').read_text())
+    assert [h['step'] for h in history] == sorted({h['step'] for h in history}) and history[-1]['step'] == 8
 
 
 @pytest.mark.slow

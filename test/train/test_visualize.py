@@ -1,7 +1,8 @@
 import cv2
 import numpy as np
 
-from surround_depth_train.visualize import colorize_depth, colorize_error, mosaic, overlay_sparse_depth, save_png
+from surround_depth_train.visualize import (colorize_depth, colorize_error, depth_colour_bar, mosaic,
+                                            overlay_sparse_depth, save_png)
 
 
 def test_near_depth_is_brighter_than_far_and_invalid_is_black():
@@ -35,3 +36,13 @@ def test_larger_error_is_brighter_saturates_at_max_and_invalid_is_black():
     sums = rgb[0].astype(int).sum(axis=1)
     assert sums[0] < sums[1] < sums[2] and (rgb[0, 2] == rgb[0, 3]).all()
     assert (rgb[0, 4] == 0).all() and (rgb[0, 5] == 0).all()
+
+
+def test_the_colour_bar_runs_near_to_far_in_the_depth_colours_with_labels_in_metres():
+    bar = depth_colour_bar(400, 0.5, 80.0)
+    assert bar.shape == (34, 400, 3) and bar.dtype == np.uint8
+    strip = bar[2]
+    near, far = colorize_depth(np.array([[0.5, 80.0]]), 0.5, 80.0)[0]
+    assert np.abs(strip[0].astype(int) - near).max() <= 2 and np.abs(strip[-1].astype(int) - far).max() <= 2
+    labels = bar[20:]
+    assert (labels < 128).any()  # the tick labels are drawn (dark text on white)

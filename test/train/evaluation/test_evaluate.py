@@ -43,6 +43,10 @@ def test_evaluate_command_writes_table_json_and_pictures(model_file, tmp_path, c
     assert list(result['consistency']['pairs']) == [f'{a}-{b}' for a, b in zip(CAMERAS, CAMERAS[1:] + CAMERAS[:1])]
     assert result['consistency']['dense_reference'] < 1e-3
     assert result['nonfinite']['pixels_total'] == 0
+    # per-scene metrics: val_samples=2 are two frames of one scene (4 frames per scene)
+    assert list(result['lidar']['per_scene']) == ['surroundsim-1000000']
+    assert result['lidar']['per_scene']['surroundsim-1000000']['abs_rel'] == pytest.approx(
+        result['lidar']['mean']['abs_rel'], rel=1e-6)
     md = (out / 'results.md').read_text()
     assert '| ' + ' | '.join(TABLE_COLUMNS) + ' |' in md
     assert md.count('| **tiny_student_mb** (rig)') == 2  # LiDAR and dense GT, separately
@@ -56,6 +60,7 @@ def test_evaluate_command_writes_table_json_and_pictures(model_file, tmp_path, c
     again = tmp_path / 'again'
     assert main(args[:2] + ['--out', str(again), '--pictures', '0', '--latency-runs', '1', '--no-consistency',
                             '--baseline', str(out / 'results.json'), 'data.val_samples=2']) == 0
+    assert list(json.loads((again / 'results.json').read_text())['lidar']['per_scene']) == ['surroundsim-1000000']
     md = (again / 'results.md').read_text()
     assert '(baseline)' in md and md.count('| +0.00 |') == 2 * (1 + len(CAMERAS))  # LiDAR and dense tables
     assert json.loads((again / 'results.json').read_text())['baseline']['delta_t'] == 0.0

@@ -42,3 +42,38 @@ def test_fitnets_regressors_train_at_the_full_rate():
 def test_a_model_without_an_encoder_module_is_refused():
     with pytest.raises(ValueError, match='encoder'):
         encoder_of(torch.nn.Linear(2, 2))
+
+
+def test_seed_offset_frames_per_scene_and_lidar_beams_choose_the_surroundsim_scenes_and_sensor(tmp_path):
+    from surround_depth_train.training.builders import build_dataset
+    from surround_depth_train.training.config import DataConfig
+
+    base = dict(image_size=(64, 48), train_samples=4, val_samples=2, cache_dir=str(tmp_path))
+    plain = build_dataset(DataConfig(**base), 'train')
+    moved = build_dataset(DataConfig(**base, seed_offset=1000, frames_per_scene=1), 'train')
+    assert [plain.locate(i) for i in range(4)] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    assert [moved.locate(i) for i in range(4)] == [(1000, 0), (1001, 0), (1002, 0), (1003, 0)]
+    test = build_dataset(DataConfig(**base, seed_offset=50, test_samples=2), 'test')
+    assert test.locate(1)[0] == 2_000_050
+    dense = build_dataset(DataConfig(**base), 'train')[0]['depth_mask'].float().mean()
+    sparse = build_dataset(DataConfig(**base, lidar_beams=8), 'train')[0]['depth_mask'].float().mean()
+    assert 0 < sparse < 0.5 * dense
+
+
+@pytest.mark.parametrize('key, value', [('seed_offset', 10), ('frames_per_scene', 1), ('lidar_beams', 8)])
+def test_surroundsim_only_data_keys_are_refused_for_other_datasets(tmp_path, key, value):
+    from surround_depth_train.config import ConfigError
+    from surround_depth_train.training.builders import build_dataset
+    from surround_depth_train.training.config import DataConfig
+
+    with pytest.raises(ConfigError, match=f'data.{key} applies to SurroundSim only'):
+        build_dataset(DataConfig(dataset='nuscenes', root=str(tmp_path), **{key: value}), 'train')
+
+
+def test_a_lidar_without_beams_is_refused_as_a_config_error():
+    from surround_depth_train.config import ConfigError
+    from surround_depth_train.training.builders import build_dataset
+    from surround_depth_train.training.config import DataConfig
+
+    with pytest.raises(ConfigError, match='beams must be >= 1'):
+        build_dataset(DataConfig(lidar_beams=0), 'train')
