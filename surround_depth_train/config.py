@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,13 +22,23 @@ import yaml
 from surround_depth_train.atomic import atomic_write
 from surround_depth_train.resources import resolve_path
 
-__all__ = ['ConfigError', 'from_mapping', 'to_mapping', 'apply_overrides', 'load_config', 'save_config']
+__all__ = ['ConfigError', 'YamlLoader', 'from_mapping', 'to_mapping', 'apply_overrides', 'load_config', 'save_config']
 
 T = TypeVar('T')
 
 
 class ConfigError(ValueError):
     """A configuration value or key is invalid; the message names the dotted key and how to fix it."""
+
+
+class YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads ``1e-3`` as a float, as YAML 1.2 and Python do (PyYAML follows YAML 1.1,
+    where an exponent without a dot, the way people write learning rates, is a string)."""
+
+
+YamlLoader.add_implicit_resolver('tag:yaml.org,2002:float',
+                                 re.compile(r'^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
+                                 list('-+0123456789'))
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -143,7 +154,7 @@ def apply_overrides(mapping: dict[str, Any], overrides: Sequence[str]) -> dict[s
             raise ConfigError(f'override {item!r} is not of the form key=value (e.g. optim.lr=1e-4)')
         dotted, raw = item.split('=', 1)
         try:
-            value = yaml.safe_load(raw) if raw != '' else ''
+            value = yaml.load(raw, Loader=YamlLoader) if raw != '' else ''
         except yaml.YAMLError as exc:
             problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
             raise ConfigError(f'override {item!r}: the value is malformed YAML ({problem}); quote it or fix the '
@@ -172,7 +183,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
                               f'(see config/ for examples)')
         try:
             with open(path) as f:
-                loaded = yaml.safe_load(f)
+                loaded = yaml.load(f, Loader=YamlLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, 'problem_mark', None) or getattr(exc, 'context_mark', None)
             where = f'{path}:{mark.line + 1}:{mark.column + 1}' if mark is not None else str(path)

@@ -1,7 +1,7 @@
 """Training entry point.
 
     python -m surround_depth_train.train --config config/train/<name>.yaml [key=value ...] [--resume auto|PATH]
-        [--allow-config-change] [--debug]
+        [--allow-config-change] [--overwrite] [--debug]
     torchrun --nproc_per_node 2 -m surround_depth_train.train --config ...      # DDP (gloo on CPU, NCCL on GPU)
 
 Modes: ``mode=teacher`` fine-tunes the teacher (``loss.teacher_target=lidar|dense``); ``mode=student`` trains a
@@ -10,7 +10,8 @@ Table III baselines. Outputs in ``out_dir``: ``config.yaml`` (resolved), ``check
 ``model.pt`` (final), ``val_metrics.json`` and ``val_depth.png``, and TensorBoard logs in ``tb/``.
 
 A mistake in the config, the data or the checkpoint to resume ends in one ``error: ...`` line and exit status 2
-(``--debug`` shows the traceback instead).
+(``--debug`` shows the traceback instead), before anything is written. An ``out_dir`` that holds a run's outputs is
+not trained into again without ``--resume`` (continue it) or ``--overwrite`` (start over: its outputs are removed).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from surround_depth_train.config import ConfigError, from_mapping, load_config, 
 from surround_depth_train.data.schema import NUM_CAMERAS, SampleError, validate_sample
 from surround_depth_train.distill import DistillationTask, describe_features, pair_features, probe
 from surround_depth_train.losses import DistillationWeights
+from surround_depth_train.output_path import check_output_dir
 from surround_depth_train.training.builders import (build_augmentation, build_dataset, build_model,
                                                     build_optimizer, build_scheduler, build_teacher,
                                                     check_config, dataset_identity, encoder_of)
@@ -35,7 +37,12 @@ from surround_depth_train.training.hooks import CheckpointHook, TensorBoardHook,
 from surround_depth_train.training.teacher_cache import TeacherCache, expected_cache_bytes, teacher_cache_key
 from surround_depth_train.training.trainer import NonFiniteLossError, Trainer, write_json
 
-__all__ = ['main', 'build_trainer', 'check_resume']
+__all__ = ['main', 'build_trainer', 'check_resume', 'check_out_dir']
+
+#: What a run writes in its out_dir (``--overwrite`` removes them; ``config.yaml`` is rewritten anyway and a teacher
+#: cache is keyed by what it holds, so both stay).
+RUN_OUTPUTS = ('model.pt', 'checkpoints/last.pt', 'result.json', 'val_metrics.json', 'val_depth.png',
+               'val_history.json', 'tb')
 
 
 def _weights(cfg: TrainConfig) -> DistillationWeights:
@@ -77,6 +84,28 @@ def check_resume(cfg: TrainConfig, resume: str, allow_config_change: bool = Fals
     return path, data
 
 
+def check_out_dir(cfg: TrainConfig, resume: str | None, overwrite: bool) -> None:
+    """Refuse an ``out_dir`` that cannot be written, and one that holds a run's model or checkpoint unless the run
+    resumes it or ``overwrite`` starts over; before anything is built."""
+    out = check_output_dir(cfg.out_dir, 'out_dir')
+    if resume is not None or overwrite:
+        return
+    previous = [name for name in ('model.pt', 'checkpoints/last.pt') if (out / name).is_file()]
+    if previous:
+        raise ConfigError(f'out_dir: {out} holds the outputs of a run ({", ".join(previous)}); pass --resume to '
+                          f'continue it, --overwrite to start over in it (its outputs are removed), or set out_dir '
+                          f'to a new folder')
+
+
+def _remove_previous_outputs(out: Path) -> None:
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def _feature_pairs(cfg: TrainConfig, model, teacher, s_out, t_out) -> list[tuple[int, int]]:
     size = tuple(cfg.data.image_size)
     student_feats, teacher_feats = describe_features(model, s_out, size), describe_features(teacher, t_out, size)
@@ -108,8 +137,10 @@ def _teacher_cache(cfg: TrainConfig, task: DistillationTask, teacher_kwargs: dic
     return TeacherCache(root, key, fields)
 
 
-def build_trainer(cfg: TrainConfig, resume: str | None = None, allow_config_change: bool = False) -> Trainer:
-    """Everything a run needs, with every input check done before the first expensive step."""
+def build_trainer(cfg: TrainConfig, resume: str | None = None, allow_config_change: bool = False,
+                  overwrite: bool = False) -> Trainer:
+    """Everything a run needs, with every input check done before the first expensive step; ``overwrite`` removes
+    the outputs of a previous run in ``out_dir`` once every check has passed."""
     check_config(cfg)
     resumed = check_resume(cfg, resume, allow_config_change) if resume else None
     try:
@@ -123,6 +154,15 @@ def build_trainer(cfg: TrainConfig, resume: str | None = None, allow_config_chan
         validate_sample(train_set[0], NUM_CAMERAS, tuple(cfg.data.image_size))
     except SampleError as exc:
         raise ConfigError(f'the {cfg.data.dataset} dataset yields samples training cannot use: {exc}') from None
+    sets_per_step = cfg.batch_size * ctx.world_size
+    if len(train_set) < sets_per_step:
+        raise ConfigError(f'the {cfg.data.dataset} train split has {len(train_set)} samples, fewer than the '
+                          f'{sets_per_step} camera sets of one step (batch_size={cfg.batch_size} x '
+                          f'{ctx.world_size} processes), so an epoch has no full batch; lower batch_size or use '
+                          f'more training data')
+    if len(val_set) == 0:
+        raise ConfigError(f'the {cfg.data.dataset} val split is empty; name its scenes (data.val_scenes) or '
+                          f'samples (data.val_samples)')
     min_depth, max_depth = train_set.min_depth, train_set.max_depth
     teacher, teacher_kwargs = None, {}
     if cfg.mode == 'teacher':
@@ -175,6 +215,8 @@ def build_trainer(cfg: TrainConfig, resume: str | None = None, allow_config_chan
     if cfg.teacher.cache:
         cache = _teacher_cache(cfg, task, teacher_kwargs, t_out, len(train_set), ctx.is_main)
     out = Path(cfg.out_dir)
+    if overwrite and ctx.is_main and resumed is None:
+        _remove_previous_outputs(out)
     hooks = []
     tb = None
     if ctx.is_main and cfg.tensorboard:
@@ -205,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                              'match the one it was trained with in every key that changes the trajectory')
     parser.add_argument('--allow-config-change', action='store_true',
                         help='with --resume: continue although the config changed (no longer an exact resume)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='train into an out_dir that holds a previous run, removing its outputs')
     parser.add_argument('--debug', action='store_true', help='show the traceback of an error')
     parser.add_argument('overrides', nargs='*', help='key=value overrides, e.g. epochs=1 loss.ckd=0')
     args = parser.parse_args(argv)
@@ -214,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         args.resume = 'auto'
     try:
         cfg = load_config(TrainConfig, args.config, args.overrides)
-        trainer = build_trainer(cfg, args.resume, args.allow_config_change)
+        check_out_dir(cfg, args.resume, args.overwrite)
+        trainer = build_trainer(cfg, args.resume, args.allow_config_change, args.overwrite)
         trainer.fit()
     except (ConfigError, NonFiniteLossError) as exc:
         if args.debug:

@@ -5,12 +5,15 @@ explicit keyword arguments to models, losses and datasets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from surround_depth_train.config import ConfigError
 from surround_depth_train.losses.total import DISTILLATION_TERMS
 
-__all__ = ['DataConfig', 'ModelConfig', 'TeacherConfig', 'LossConfig', 'OptimConfig', 'TrainConfig']
+__all__ = ['DataConfig', 'ModelConfig', 'TeacherConfig', 'LossConfig', 'OptimConfig', 'TrainConfig',
+           'check_ranges']
 
 
 @dataclass
@@ -122,7 +125,58 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
     @property
     def needs_teacher(self) -> bool:
         """Whether the teacher must run: student mode with any distillation term."""
         return self.mode == 'student' and any(getattr(self.loss, n) > 0 for n in DISTILLATION_TERMS)
+
+
+#: The smallest valid value of every bounded number (``None``, where a key allows it, means unset); ``(low, True)``:
+#: the value must be above ``low``.
+_LOWEST: dict[str, float | tuple[float, bool]] = {
+    'epochs': 1, 'batch_size': 1, 'log_every': 1, 'val_every': 0, 'checkpoint_every': 0, 'max_nonfinite': 1,
+    'stop_after_steps': 0,
+    'data.train_samples': 1, 'data.val_samples': 1, 'data.test_samples': 1, 'data.seed_offset': 0,
+    'data.frames_per_scene': 1, 'data.lidar_beams': 1, 'data.num_workers': 0, 'data.color_jitter': 0,
+    'data.max_depth': (0, True),
+    **{f'loss.{name}': 0 for name in ('sup', 'ckd', 'vrkd', 'kd', 'fitnets', 'at', 'sp')},
+    'optim.lr': (0, True), 'optim.weight_decay': 0, 'optim.encoder_lr_factor': 0, 'optim.pct_start': (0, True),
+    'optim.div_factor': (0, True), 'optim.final_div_factor': (0, True), 'optim.grad_clip': 0,
+}
+_HIGHEST = {'optim.pct_start': 1}
+
+
+def _default(cls: type, name: str) -> Any:
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def check_ranges(cfg: TrainConfig) -> None:
+    """Refuse numbers no run can use (a batch of 0, a negative learning rate, no epochs ...), naming the dotted key
+    and a valid value, before anything is built.
+
+    Raises:
+        ConfigError: the first value out of range.
+    """
+    for key, lowest in _LOWEST.items():
+        section, _, name = key.rpartition('.')
+        owner = getattr(cfg, section) if section else cfg
+        value = getattr(owner, name)
+        if value is None:
+            continue
+        low, above = lowest if isinstance(lowest, tuple) else (lowest, False)
+        high = _HIGHEST.get(key)
+        ok = math.isfinite(value) and (value > low if above else value >= low) and (high is None or value <= high)
+        if not ok:
+            bound = f'above {low}' if above else f'at least {low}'
+            bound += f' and at most {high}' if high is not None else ''
+            default = _default(type(owner), name)
+            example = f'; e.g. {key}={default:g}' if default is not None else ''
+            raise ConfigError(f'{key}: {value:g} is out of range, it must be {bound}{example}')
+    data = cfg.data
+    if data.dataset == 'surroundsim' and data.train_samples < cfg.batch_size:
+        raise ConfigError(f'data.train_samples: {data.train_samples} is fewer than batch_size={cfg.batch_size}, so '
+                          f'an epoch has no full batch to train on; raise data.train_samples or lower batch_size')

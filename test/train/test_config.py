@@ -51,3 +51,12 @@ def test_saved_config_loads_back_identically(tmp_path):
     save_config(cfg, tmp_path / 'resolved.yaml')
     assert load_config(Run, tmp_path / 'resolved.yaml') == cfg
     assert not [p for p in tmp_path.iterdir() if p.suffix == '.tmp']
+
+
+def test_numbers_with_an_exponent_and_no_dot_are_floats_in_yaml_and_overrides(tmp_path):
+    """PyYAML alone reads ``1e-3`` as a string (YAML 1.1); users write learning rates that way."""
+    path = tmp_path / 'c.yaml'
+    path.write_text('optim:\n  lr: 1e-3\n  betas: [9E-1, 1e0]\n')
+    assert load_config(Run, path).optim == Optim(1e-3, (0.9, 1.0))
+    assert load_config(Run, path, ['optim.lr=1e-4']).optim.lr == 1e-4
+    assert load_config(Run, None, ['name=1e-4x']).name == '1e-4x'
