@@ -145,6 +145,22 @@ def shipped_section(shipped, results: dict[str, dict]) -> list[str]:
             metrics_table(rows), '']
 
 
+def reading_guide(shipped, bag_sets: int) -> list[str]:
+    """One sentence per table of the report: what each measures, so their numbers do not seem to contradict."""
+    who = 'the shipped pair' if shipped is not None else 'the two toy-trained students'
+    lines = ['What each table measures:', '',
+             f'- **The table below**: {who} on this demo\'s one short drive ({bag_sets} camera sets of one scene): '
+             f'it checks that the node, the offline evaluator and the live one agree; one drive is far too little to '
+             f'rank two students, so their difference here says nothing about distillation.']
+    if shipped is not None:
+        lines.append('- **The shipped students\' table**: the same two files on the held-out test split of their '
+                     'experiment (many scenes), one seed: the numbers to quote for these files. Whether distillation '
+                     'helps is decided over many seeds by the experiment itself (`docs/results/distillation.md`).')
+    lines += ['- **The training table** (at the end): a toy run trained here in seconds from a random teacher, to '
+              'show the training machinery; its numbers measure nothing about the method.', '']
+    return lines
+
+
 def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: dict, training_md: str,
                       wall_s: float, bag: Path, rate: float, shipped=None, shipped_results: dict | None = None
                       ) -> Path:
@@ -178,6 +194,7 @@ def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: 
           f'`python -m surround_depth_ros.evaluate_live` ({len(live["frames"])} depth images scored; sets the node '
           f'dropped under load are missing). {agree} Latency: offline rows, median model time per set in the '
           f'evaluation; live row, the node\'s /diagnostics `model_ms_median`.', '',
+          *reading_guide(shipped, offline_kd["bag"]["sets"]),
           metrics_table(_rows(runs)), '',
           *(shipped_section(shipped, shipped_results) if shipped is not None else []),
           '## The node (from its /diagnostics)', '',
@@ -292,7 +309,7 @@ def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate
     masks = SurroundSimDrive(frames=frames, image_size=size, world=world, split=split).write_masks(out / 'bag_masks')
 
     print('[demo] 3/5 offline evaluation on the bag: baseline and distilled student', flush=True)
-    from surround_depth_ros.bag.topic_map import TopicMap
+    from surround_depth_train.data.rosbag.topic_map import TopicMap
 
     offline = {}
     for name, model in (('offline_baseline', baseline), ('offline_kd', distilled)):

@@ -42,6 +42,9 @@ def test_quick_demo_runs_the_whole_chain_and_reports_the_numbers_of_this_run(tmp
         pytest.approx(offline_kd['lidar']['mean']['abs_rel'], abs=5e-4)
     assert got['the same, live: node over DDS'] == pytest.approx(live['lidar']['mean']['abs_rel'], abs=5e-4)
     assert 'surround_depth_node: pipeline' in text and 'model time per set, median' in text
+    guide = text[text.index('What each table measures'):text.index('| Method')]
+    assert 'says nothing about distillation' in guide and 'The training table' in guide  # one sentence per table
+    assert 'shipped students\' table' not in guide  # --quick deploys the toy pair
     for picture in re.findall(r'\]\(([^)]+\.png)\)', text):
         assert (tmp_path / picture).is_file(), picture
     assert (tmp_path / 'live' / 'pictures' / 'bev_live.png').is_file()
@@ -70,3 +73,13 @@ def test_a_shipped_folder_that_was_changed_is_refused_by_name(tmp_path, capsys, 
     assert main(['--out', str(tmp_path / 'demo'), '--shipped', str(pair.folder)]) == 1
     err = capsys.readouterr().err
     assert 'distilled.pt is missing or differs from the manifest' in err and 'Traceback' not in err
+
+
+def test_the_reading_guide_names_each_table_the_report_has(tiny_shipped_pair):
+    from surround_depth_ros.demo import reading_guide
+
+    with_shipped = '\n'.join(reading_guide(tiny_shipped_pair, 20))
+    assert 'the shipped pair on this demo\'s one short drive (20 camera sets' in with_shipped
+    assert 'shipped students\' table' in with_shipped and 'docs/results/distillation.md' in with_shipped
+    toy = '\n'.join(reading_guide(None, 6))
+    assert 'two toy-trained students' in toy and 'shipped students' not in toy
