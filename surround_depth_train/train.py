@@ -7,7 +7,8 @@
 Modes: ``mode=teacher`` fine-tunes the teacher (``loss.teacher_target=lidar|dense``); ``mode=student`` trains a
 student, a baseline when every distillation weight is 0, otherwise with any combination of CKD, VRKD and the
 Table III baselines. Outputs in ``out_dir``: ``config.yaml`` (resolved), ``checkpoints/last.pt`` (resumable),
-``model.pt`` (final), ``val_metrics.json`` and ``val_depth.png``, and TensorBoard logs in ``tb/``.
+``model.pt`` (the deployable model: weights, model info, training rig; no optimiser state), ``val_metrics.json``,
+``val_history.json`` and ``val_depth.png``, and TensorBoard logs in ``tb/``.
 
 A mistake in the config, the data or the checkpoint to resume ends in one ``error: ...`` line and exit status 2
 (``--debug`` shows the traceback instead), before anything is written. An ``out_dir`` that holds a run's outputs is
@@ -30,14 +31,14 @@ from surround_depth_train.output_path import check_output_dir
 from surround_depth_train.training.builders import (build_augmentation, build_dataset, build_model,
                                                     build_optimizer, build_scheduler, build_teacher,
                                                     check_config, dataset_identity, encoder_of)
-from surround_depth_train.training.checkpoint import config_differences, read_resume_checkpoint
+from surround_depth_train.training.checkpoint import config_differences, read_resume_checkpoint, strip_training_state
 from surround_depth_train.training.config import TrainConfig
 from surround_depth_train.training.distributed import init_distributed
 from surround_depth_train.training.hooks import CheckpointHook, TensorBoardHook, ValidationHook
 from surround_depth_train.training.teacher_cache import TeacherCache, expected_cache_bytes, teacher_cache_key
 from surround_depth_train.training.trainer import NonFiniteLossError, Trainer, write_json
 
-__all__ = ['main', 'build_trainer', 'check_resume', 'check_out_dir']
+__all__ = ['main', 'build_trainer', 'check_resume', 'check_out_dir', 'finish_run']
 
 #: What a run writes in its out_dir (``--overwrite`` removes them; ``config.yaml`` is rewritten anyway and a teacher
 #: cache is keyed by what it holds, so both stay).
@@ -238,6 +239,14 @@ def build_trainer(cfg: TrainConfig, resume: str | None = None, allow_config_chan
     return trainer
 
 
+def finish_run(trainer: Trainer) -> None:
+    """After :meth:`Trainer.fit`: a finished run's ``model.pt`` keeps what deploys, not the training state
+    (``checkpoints/last.pt`` has that)."""
+    model = trainer.out_dir / 'model.pt'
+    if trainer.ctx.is_main and not trainer.stopped_early and model.is_file():
+        strip_training_state(model)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m surround_depth_train.train', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -261,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         check_out_dir(cfg, args.resume, args.overwrite)
         trainer = build_trainer(cfg, args.resume, args.allow_config_change, args.overwrite)
         trainer.fit()
+        finish_run(trainer)
     except (ConfigError, NonFiniteLossError) as exc:
         if args.debug:
             raise

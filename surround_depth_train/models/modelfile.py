@@ -249,19 +249,22 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
     return model, {k: v for k, v in obj.items() if k != 'state_dict'}
 
 
-def write_compact_copy(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
+def write_compact_copy(src: str | os.PathLike, dst: str | os.PathLike,
+                       dtype: torch.dtype | None = torch.float16) -> Path:
     """Write ``src`` (a model file or training checkpoint) as a model file whose floating-point weights are stored
-    in ``dtype`` (half the bytes for float16), e.g. to ship a trained student.
+    in ``dtype`` (half the bytes for float16), e.g. to ship a trained student; ``dtype=None`` keeps them as they
+    are (``dst`` may be ``src``: the file is replaced atomically).
 
     Training state (optimiser, scheduler, RNG, ...) is left out. :func:`load_model` builds the model in float32 as
     always and ``load_state_dict`` casts the stored weights up, so the copy deploys like the original; its outputs
     differ only by the rounding of the weights. Non-floating buffers (e.g. BatchNorm's counters) stay as they are.
     """
-    if not dtype.is_floating_point:
+    if dtype is not None and not dtype.is_floating_point:
         raise ValueError(f'dtype must be a floating-point dtype, got {dtype}')
     obj = read_model_file(src)
     out = {k: obj[k] for k in RESERVED_KEYS}
-    out['state_dict'] = {k: v.to(dtype) if v.is_floating_point() else v for k, v in obj['state_dict'].items()}
+    out['state_dict'] = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v
+                         for k, v in obj['state_dict'].items()}
     dst = Path(dst)
     with atomic_write(dst, 'wb') as f:
         torch.save(out, f)

@@ -127,7 +127,7 @@ def test_two_process_gloo_run_equals_one_process_on_the_same_global_batches(tmp_
     assert diff < 1e-5, diff
     # both took the same two Adam steps (lr 1e-3 moves weights by ~1e-3, far above the tolerance)
     for run in ('single', 'ddp'):
-        opt = read_model_file(tmp_path / run / 'run' / 'model.pt')['optimizer']
+        opt = read_model_file(tmp_path / run / 'run' / 'checkpoints' / 'last.pt')['optimizer']
         assert {int(s['step']) for s in opt['state'].values()} == {2}
 
 
@@ -253,6 +253,22 @@ def test_a_training_run_records_its_rig_at_the_input_size_in_the_model_file(tmp_
         for cam, ref in zip(info.training_rig, expected):
             assert (cam['width'], cam['height']) == tuple(SIZE)
             np.testing.assert_allclose(np.array(cam['K']), ref.K, rtol=1e-9)
+
+
+def test_a_finished_runs_model_file_deploys_without_the_training_state_that_last_pt_keeps(tmp_path):
+    from surround_depth_train.models.modelfile import RESERVED_KEYS, load_model
+    from surround_depth_train.training.checkpoint import TRAINING_KEYS
+
+    assert main(args_of(tiny(tmp_path, **{'loss.ckd': 0.0, 'loss.vrkd': 0.0}))) == 0
+    model_path, last_path = tmp_path / 'run' / 'model.pt', tmp_path / 'run' / 'checkpoints' / 'last.pt'
+    model, last = read_model_file(model_path), read_model_file(last_path)
+    assert set(model) == set(RESERVED_KEYS)  # weights, model info, training rig: no optimiser, RNG or progress
+    assert set(TRAINING_KEYS) <= set(last) and last['optimizer']['state']
+    assert {k: model[k] for k in RESERVED_KEYS if k != 'state_dict'} == \
+        {k: last[k] for k in RESERVED_KEYS if k != 'state_dict'}
+    assert all(torch.equal(v, last['state_dict'][k]) for k, v in model['state_dict'].items())
+    assert 2 * model_path.stat().st_size < last_path.stat().st_size  # Adam keeps two moments per weight
+    load_model(model_path)
 
 
 @pytest.fixture(scope='module')
