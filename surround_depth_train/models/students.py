@@ -14,13 +14,15 @@ name                      architecture                                          
 ``timm_student[_mb]``     any timm ``features_only`` CNN (``backbone=``) + Monodepth2 decoder
 ``tiny_student[_mb]``     timm ``test_efficientnet`` + a narrow decoder (+ small bins): trains in seconds on CPU
 ``monodepth2_ab``         + AdaBins (Table IV)                                    16,379,156 (16.36 M)
-``monodepth2_lb``         + LocalBins (Table IV)                                  15,042,896 (18.20 M)
+``monodepth2_lb``         + LocalBins (Table IV)                                  18,198,992 (18.20 M)
 ``{hrdepth,monovit,tiny_student}_{ab,lb}``  the other students with the Table IV heads
 ========================  ======================================================  =========================
 
 The ``_ab`` / ``_lb`` heads (``bins.adabins``, ``bins.localbins``) return the same ``DepthOutput`` (per-pixel
 ``centers`` and ``probs``, 64 bins by default so they pair with the teacher's for CKD and VRKD); their docstrings
-explain the parameter counts against Table IV.
+explain the parameter counts against Table IV. LocalBins brings its own decoder (four up-sampling blocks on the
+encoder's skips, ``bins.upsample_block``): it is the one head that also reads the encoder features below the
+bottleneck (``takes_encoder_skips``).
 
 Where MetricBins taps the networks (this is what makes the head's share +0.70 M for the ResNet students and
 +0.44 M for MonoViT): the bottleneck is the deepest encoder feature (512 channels for ResNet-18, the raw 288-channel
@@ -88,6 +90,8 @@ class DepthStudent(nn.Module):
             head_kwargs: dict[str, Any] = {'min_depth': self.min_depth, 'max_depth': self.max_depth}
             if head == 'metric_bins':
                 head_kwargs['n_attractors'] = (16, 8, 4, 1)[:len(stage) - 1] if len(stage) <= 5 else None
+            if getattr(BINS_HEADS[head], 'takes_encoder_skips', False):
+                head_kwargs['skip_channels'] = list(encoder.channels[:-1])
             head_kwargs.update(dict(bins))
             if head_kwargs.get('n_attractors', ()) is None:
                 raise ValueError(f'{len(stage) - 1} refinement stages: pass bins={{"n_attractors": [...]}}')
@@ -125,8 +129,9 @@ class DepthStudent(nn.Module):
         if self.metric_bins is None:
             return DepthOutput(depth=disparity_to_depth(disparity, self.min_depth, self.max_depth),
                                features=decoded.features)
+        skips = {'skips': features[:-1]} if getattr(self.metric_bins, 'takes_encoder_skips', False) else {}
         bins = self.metric_bins(features[-1], decoded.features[:-1], decoded.features[-1], disparity,
-                                depth_only=depth_only, confidence=confidence)
+                                depth_only=depth_only, confidence=confidence, **skips)
         return DepthOutput(depth=bins.depth, centers=bins.centers, probs=bins.probs, features=decoded.features,
                            confidence=bins.confidence)
 
@@ -276,7 +281,7 @@ def monodepth2_ab(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAU
 @register_model('monodepth2_lb')
 def monodepth2_lb(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
                   pretrained: str | None = None, bins: Mapping[str, Any] | None = None) -> DepthStudent:
-    """Monodepth2 (ResNet-18) + LocalBins (15,042,896 parameters; Table IV: 18.20 M, see ``bins.localbins``)."""
+    """Monodepth2 (ResNet-18) + LocalBins (18,198,992 parameters; Table IV: 18.20 M, see ``bins.localbins``)."""
     return _monodepth2(True, 'monodepth2', min_depth, max_depth, pretrained, bins, head='localbins')
 
 
@@ -321,6 +326,7 @@ def tiny_student_ab(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEF
 @register_model('tiny_student_lb')
 def tiny_student_lb(min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH,
                     pretrained: str | None = None, bins: Mapping[str, Any] | None = None) -> DepthStudent:
-    """``tiny_student`` + a small LocalBins (1 seed bin split four times into 16, embedding 16)."""
+    """``tiny_student`` + a small LocalBins (1 seed bin split four times into 16, embedding 16, LocalBins'
+    decoder 32/16/8/4 channels on the encoder's 64-channel bottleneck)."""
     return _timm(True, 'tiny_student', 'test_efficientnet', (4, 8, 16, 32, 64), min_depth, max_depth, pretrained,
                  {**TINY_LOCALBINS, **(bins or {})}, head='localbins')

@@ -8,7 +8,8 @@
 - ``confidence``: per-pixel confidence ``1 - H(P) / log K`` from the bin probabilities;
 - ``pixelwise``: the channels-last layout the head computes in;
 - ``adabins``, ``localbins``: the Table IV alternatives (AdaBins: one set of bins per image from a mini-ViT;
-  LocalBins: per-pixel bins split at every decoder stage), with MetricBins' call signature and output.
+  LocalBins: per-pixel bins split at every stage of its own decoder), with MetricBins' call signature and output;
+  LocalBins' parts: ``upsample_block`` (its decoder block) and ``splitting`` (seed widths, bin splitter).
 """
 from surround_depth_train.models.bins.adabins import AdaBins
 from surround_depth_train.models.bins.attractor import AttractorLayer, exponential_attraction, inverse_attraction
