@@ -84,8 +84,9 @@ def _node_times(path: Path, images: list[np.ndarray], K: np.ndarray, sets: int, 
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-    from surround_depth_ros import topics
-    from surround_depth_ros.messages import fill_message, image_fields, ns_to_stamp_fields
+    from surround_depth_train.data.rosbag import topics
+    from surround_depth_train.data.rosbag.messages import ns_to_stamp_fields
+    from surround_depth_ros.messages import fill_message, image_fields
     from surround_depth_train.geometry.rig import CameraRig
 
     rig = CameraRig.from_yaml(resource_path(RIG))

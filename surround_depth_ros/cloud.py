@@ -8,16 +8,14 @@ most confident one when confidences are given, else the first in camera order), 
 from __future__ import annotations
 
 import math
-import os
 from typing import Sequence
 
 import numpy as np
 
-from surround_depth_ros.messages import InputError
 from surround_depth_train.geometry.lidar import rig_depth_to_cloud
 from surround_depth_train.geometry.rig import CameraRig
 
-__all__ = ['cloud_filter', 'voxel_downsample', 'load_mask']
+__all__ = ['cloud_filter', 'voxel_downsample']
 
 
 def voxel_downsample(points: np.ndarray, voxel_size: float, priority: np.ndarray | None = None) -> np.ndarray:
@@ -109,20 +107,3 @@ def cloud_filter(depths: Sequence[np.ndarray | None], rig: CameraRig, *,
 def _confident(mask: np.ndarray | None, confidence: np.ndarray, threshold: float) -> np.ndarray:
     keep = np.asarray(confidence) >= threshold  # NaN compares False: dropped
     return keep if mask is None else keep & np.asarray(mask, bool)
-
-
-def load_mask(path: str | os.PathLike, width: int | None = None, height: int | None = None) -> np.ndarray:
-    """An ego-body mask image (non-zero = keep, zero = the vehicle's own body) as ``[H, W]`` bool.
-
-    Resized with nearest neighbour when ``width``/``height`` are given and differ (a mask drawn at another
-    resolution of the same camera).
-    """
-    import cv2
-
-    img = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise InputError(f'mask image {os.fspath(path)!r} cannot be read (missing or not an image); give a PNG '
-                         f'where white = keep and black = ego body, or leave the mask parameter empty')
-    if width is not None and height is not None and img.shape != (height, width):
-        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_NEAREST)
-    return img > 0

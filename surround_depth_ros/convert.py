@@ -5,8 +5,8 @@
     python -m surround_depth_ros.convert surroundsim --frames 50 --out BAG
     common: [--storage mcap|sqlite3] [--images compressed|raw] [--depth] (LiDAR GT depth topics)
 
-Raw data at native resolution, in the topic layout of ``surround_depth_ros.topics``, every message at its own
-sensor's stamp, TF and odometry at every sensor stamp (see ``surround_depth_ros.bag.scene``). Scenes follow one
+Raw data at native resolution, in the topic layout of ``surround_depth_train.data.rosbag.topics``, every message at
+its own sensor's stamp, TF and odometry at every sensor stamp (see ``surround_depth_ros.bag.scene``). Scenes follow one
 another in the bag, each with its own odom origin. The rig (cameras and LiDAR mount) of the first scene is written
 beside the bag's data as ``<BAG>/rig.yaml``. Broken files are skipped and counted; the bag is closed in every case,
 so it opens and holds every message written before a failure. Exit status 2 with a one-line message on bad input.

@@ -9,7 +9,7 @@ cameras with the node's synchroniser on the bag's stamps, runs the node's pipeli
 ``DepthPipeline``), projects each LiDAR sweep into the cameras at their stamps (ego motion compensated) and writes
 ``results.json`` (with one record per scored image), ``results.md`` (Table I per camera and over the rig) and
 ``pictures/`` to ``--out`` (default ``<model dir>/eval_bag_<bag name>``). Bags in other layouts: ``--topic-map``
-(``surround_depth_ros/bag/topic_map.py``). Exit status 2 with one line on bad input.
+(``surround_depth_train/data/rosbag/topic_map.py``). Exit status 2 with one line on bad input.
 """
 from __future__ import annotations
 
@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                         help='per camera ego-body mask images in the bag\'s camera order (white = keep)')
     args = parser.parse_args(argv)
     from surround_depth_ros.bag.evaluation import evaluate_bag, write_report
-    from surround_depth_ros.bag.reader import BagInputError
-    from surround_depth_ros.bag.topic_map import load_topic_map
+    from surround_depth_train.data.rosbag.reader import BagInputError
+    from surround_depth_train.data.rosbag.topic_map import load_topic_map
     from surround_depth_ros.engine import EngineError
-    from surround_depth_ros.messages import InputError
+    from surround_depth_train.data.rosbag.messages import InputError
     from surround_depth_train.config import ConfigError
 
     if args.samples is not None and args.samples < 1:

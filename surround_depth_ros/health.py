@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from surround_depth_ros.messages import InputError
+from surround_depth_train.data.rosbag.messages import InputError
 from surround_depth_train.geometry.lidar import points_to_depth
 from surround_depth_train.geometry.rig import Camera
 from surround_depth_train.geometry.transforms import TransformBuffer, transform_points

@@ -1,7 +1,7 @@
 """surround_depth_node: six synchronised cameras in, metric depth per camera and one fused cloud out.
 
-A thin rclpy adapter over the ROS-free core: :class:`~surround_depth_ros.sync.ApproximateTimeSync` pairs images
-with their CameraInfo and groups the cameras, :class:`~surround_depth_ros.worker.InferenceWorker` runs
+A thin rclpy adapter over the ROS-free core: :class:`~surround_depth_train.data.rosbag.sync.ApproximateTimeSync`
+pairs images with their CameraInfo and groups the cameras, :class:`~surround_depth_ros.worker.InferenceWorker` runs
 :class:`~surround_depth_ros.pipeline.DepthPipeline` on the newest set on its own thread (the executor never waits
 for inference; under overload older sets are dropped and counted), and the results go out as messages. Every
 parameter is declared up front from :class:`~surround_depth_ros.node_config.NodeConfig`.
@@ -30,19 +30,19 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from surround_depth_ros import topics
-from surround_depth_ros.cloud import load_mask
 from surround_depth_ros.engine import DepthEngine, EngineError
 from surround_depth_ros.health import DIAGNOSTIC_LEVELS, DepthHealthMonitor
-from surround_depth_ros.messages import (InputError, cloud_fields, cloud_to_xyz, colorized_image_fields,
-                                         confidence_image_fields, depth_camera_info_fields, depth_image_fields,
-                                         fill_message, odometry_to_matrix, stamp_to_ns,
-                                         stamp_to_sec)
+from surround_depth_ros.messages import (cloud_fields, colorized_image_fields, confidence_image_fields,
+                                         depth_camera_info_fields, depth_image_fields, fill_message)
 from surround_depth_ros.node_config import RUNTIME_PARAMETERS, NodeConfig, NodeConfigError
-from surround_depth_ros.pipeline import CloudSettings, DepthPipeline, FrameDecoder, SetOutput
-from surround_depth_ros.sync import ApproximateTimeSync, CameraSet
+from surround_depth_ros.pipeline import CloudSettings, DepthPipeline, SetOutput
 from surround_depth_ros.worker import InferenceWorker
 from surround_depth_train.allocator import describe_allocator, ensure_allocator_settings
+from surround_depth_train.data.rosbag import topics
+from surround_depth_train.data.rosbag.frames import FrameDecoder, load_mask
+from surround_depth_train.data.rosbag.messages import (InputError, cloud_to_xyz, odometry_to_matrix, stamp_to_ns,
+                                                       stamp_to_sec)
+from surround_depth_train.data.rosbag.sync import ApproximateTimeSync, CameraSet
 from surround_depth_train.geometry.rig import CameraRig, RigError
 from surround_depth_train.geometry.transforms import TransformBuffer, make_transform
 from surround_depth_train.resources import resolve_path

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from surround_depth_ros import topics
+from surround_depth_train.data.rosbag import topics
 
 __all__ = ['NodeConfig', 'NodeConfigError', 'RUNTIME_PARAMETERS', 'QOS_CHOICES', 'OUTPUTS']
 

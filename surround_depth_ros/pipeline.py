@@ -18,31 +18,17 @@ odometry the points stay where each camera saw them (uncompensated).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from surround_depth_train.data.rosbag.frames import CameraInput
 from surround_depth_train.geometry.rig import Camera, CameraRig
 from surround_depth_train.geometry.transforms import TransformBuffer, transform_points
 from surround_depth_ros.cloud import cloud_filter
 from surround_depth_ros.engine import DepthEngine
-from surround_depth_ros.messages import (InputError, camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb,
-                                         stamp_to_sec)
-from surround_depth_ros.undistort import Undistorter
 
-__all__ = ['FrameDecoder', 'CameraInput', 'CameraOutput', 'SetOutput', 'CloudSettings', 'DepthPipeline']
-
-
-@dataclass
-class CameraInput:
-    """One camera of a set, decoded: RGB (already undistorted) and the ``K`` that describes it."""
-
-    name: str
-    stamp: float             # seconds, the image's header stamp
-    rgb: np.ndarray          # [H, W, 3] uint8
-    K: np.ndarray            # 3x3 of the (rectified) image
-    frame_id: str = ''
-    valid: np.ndarray | None = None  # [H, W] bool: pixels the undistortion filled (None = all)
+__all__ = ['CameraOutput', 'SetOutput', 'CloudSettings', 'DepthPipeline']
 
 
 @dataclass
@@ -77,26 +63,6 @@ class CloudSettings:
     max_range: float = 80.0
     rgb: bool = True
     confidence: bool = True
-
-
-class FrameDecoder:
-    """Image (or CompressedImage) + CameraInfo messages -> :class:`CameraInput`, undistorted with maps kept per
-    camera (recomputed only when that camera's CameraInfo changes). Bad messages raise
-    :class:`~surround_depth_ros.messages.InputError`."""
-
-    def __init__(self):
-        self._undistorters: dict[str, Undistorter] = {}
-
-    def decode(self, name: str, image_msg: Any, info_msg: Any, compressed: bool = False) -> CameraInput:
-        if info_msg is None:
-            raise InputError(f'{name}: no CameraInfo with the stamp of its image; publish camera_info with the '
-                             f'same header stamp as each image')
-        intrinsics = camera_info_to_intrinsics(info_msg, name)
-        rgb = compressed_to_rgb(image_msg, name) if compressed else image_to_rgb(image_msg, name)
-        undistorter = self._undistorters.setdefault(name, Undistorter(name))
-        rgb = undistorter.undistort(rgb, intrinsics)
-        return CameraInput(name=name, stamp=stamp_to_sec(image_msg.header.stamp), rgb=rgb, K=undistorter.K,
-                           frame_id=str(image_msg.header.frame_id), valid=undistorter.valid_mask)
 
 
 class DepthPipeline:

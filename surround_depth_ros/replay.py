@@ -33,7 +33,7 @@ def replay(path: str, *, rate: float = 1.0, loop: bool = False, topics: list[str
     from tqdm import tqdm
 
     from surround_depth_ros.bag.playback import Playback
-    from surround_depth_ros.topics import CLOCK_TOPIC
+    from surround_depth_train.data.rosbag.topics import CLOCK_TOPIC
 
     if not rate > 0:
         raise ValueError(f'--rate {rate}: the rate must be positive (1 = as recorded, 2 = twice as fast)')
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if ros_args and ros_args[0] != '--ros-args':
         parser.error(f'unrecognised arguments: {" ".join(ros_args)}')
     from surround_depth_ros.bag.playback import parse_remaps
-    from surround_depth_ros.bag.reader import BagInputError
+    from surround_depth_train.data.rosbag.reader import BagInputError
 
     try:
         counts = replay(args.bag, rate=args.rate, loop=args.loop, topics=args.topics,

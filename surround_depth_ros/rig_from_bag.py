@@ -17,7 +17,7 @@ __all__ = ['main', 'rig_from_bag']
 
 def rig_from_bag(bag: str | Path, topic_map=None):
     """The :class:`~surround_depth_train.geometry.rig.CameraRig` of ``bag`` (module docstring)."""
-    from surround_depth_ros.bag.reader import BagSource
+    from surround_depth_train.data.rosbag.reader import BagSource
 
     with BagSource(bag, topic_map) as source:
         ctx = source.read_context(lidar=False)
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', required=True, type=Path, help='the rig YAML to write')
     parser.add_argument('--topic-map', type=Path, help='YAML topic map for bags in other layouts')
     args = parser.parse_args(argv)
-    from surround_depth_ros.bag.reader import BagInputError
-    from surround_depth_ros.bag.topic_map import load_topic_map
+    from surround_depth_train.data.rosbag.reader import BagInputError
+    from surround_depth_train.data.rosbag.topic_map import load_topic_map
     from surround_depth_train.config import ConfigError
 
     try:

@@ -1,9 +1,9 @@
 """Offline evaluation of a model on a bag: the node's own code path, scored against the bag's LiDAR (no rclpy).
 
 The images and ``camera_info`` of the bag go, in recording order and with their stamps as the clock, through the
-node's :class:`~surround_depth_ros.sync.ApproximateTimeSync` (the node's default slop, queue and timeout), each
-set through :class:`~surround_depth_ros.pipeline.FrameDecoder` and :class:`~surround_depth_ros.pipeline.DepthPipeline`
-(the engine's batched forward, the node's depth limits and fused cloud, motion-compensated with the bag's
+node's :class:`~surround_depth_train.data.rosbag.sync.ApproximateTimeSync` (the node's default slop, queue and
+timeout), each set through :class:`~surround_depth_train.data.rosbag.frames.FrameDecoder` and
+:class:`~surround_depth_ros.pipeline.DepthPipeline` (the engine's batched forward, the node's depth limits and fused cloud, motion-compensated with the bag's
 odometry), and each camera's depth is scored by :class:`~surround_depth_ros.bag.scoring.DepthScorer` against the
 LiDAR. The report is the evaluation command's (``surround_depth_train.evaluation.report``): Table I per camera and
 over the rig, non-finite counts, depth mosaics and the bird's-eye view of the fused cloud over the LiDAR sweep.
@@ -18,28 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from surround_depth_ros.bag.reader import BagSource
+from surround_depth_train.data.rosbag.reader import BagSource, sync_sets
 from surround_depth_ros.bag.scoring import DepthScorer
-from surround_depth_ros.bag.topic_map import TopicMap
-from surround_depth_ros.messages import InputError
+from surround_depth_train.data.rosbag.topic_map import TopicMap
+from surround_depth_train.data.rosbag.messages import InputError
 from surround_depth_train.geometry.transforms import transform_points
 
-__all__ = ['evaluate_bag', 'write_report', 'sync_sets']
-
-
-def sync_sets(source: BagSource, sync, log_times: bool = False) -> Any:
-    """Camera sets of the bag's images as the node's synchroniser forms them, the bag's stamps as its clock. Each
-    frame's ``image`` is the image message, or with ``log_times`` its recording time (ns) to read it back later."""
-    now = None  # the node's clock under replay: the newest stamp so far, in seconds (it only measures timeouts)
-    for kind, cam, stamp_ns, msg, log_ns in source.camera_messages(log_time=True):
-        now = stamp_ns * 1e-9 if now is None else max(now, stamp_ns * 1e-9)
-        if kind == 'image':
-            yield from sync.add_image(cam, stamp_ns, log_ns if log_times else msg, now)
-        else:
-            yield from sync.add_info(cam, stamp_ns, msg, now)
-    if now is not None:  # the rig falls quiet at the end: let the timeouts run out so the last sets go out
-        for k in range(1, 4):
-            yield from sync.poll(now + k * (sync.timeout + 1.0))
+__all__ = ['evaluate_bag', 'write_report']
 
 
 def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map: TopicMap | None = None,
@@ -57,8 +42,9 @@ def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map:
 
     from surround_depth_ros.engine import DepthEngine
     from surround_depth_ros.node_config import NodeConfig
-    from surround_depth_ros.pipeline import CloudSettings, DepthPipeline, FrameDecoder
-    from surround_depth_ros.sync import ApproximateTimeSync
+    from surround_depth_ros.pipeline import CloudSettings, DepthPipeline
+    from surround_depth_train.data.rosbag.frames import FrameDecoder
+    from surround_depth_train.data.rosbag.sync import ApproximateTimeSync
 
     with BagSource(bag, topic_map) as source:
         source.require(lidar=True, ego_motion=True)

@@ -22,10 +22,11 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from surround_depth_ros import topics
+from surround_depth_train.data.rosbag import topics
 from surround_depth_ros.bag.scoring import DepthScorer
-from surround_depth_ros.messages import (InputError, camera_info_to_intrinsics, cloud_to_xyz, depth_image_to_array,
-                                         odometry_to_matrix, stamp_to_ns, unpack_cloud)
+from surround_depth_train.data.rosbag.messages import (InputError, camera_info_to_intrinsics, cloud_to_xyz,
+                                                       depth_image_to_array, odometry_to_matrix, stamp_to_ns,
+                                                       unpack_cloud)
 from surround_depth_train.geometry.rig import Camera, CameraRig
 from surround_depth_train.geometry.transforms import TransformBuffer, transform_points
 

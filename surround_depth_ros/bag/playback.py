@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from surround_depth_ros.bag.reader import BagInputError, BagTopic, describe_topics
+from surround_depth_train.data.rosbag.reader import BagInputError, BagTopic, describe_topics
 
 __all__ = ['PlaybackTopic', 'message_class', 'parse_remaps', 'Playback']
 

@@ -1,4 +1,4 @@
-"""One recorded scene -> rosbag2 messages in the topic layout of :mod:`surround_depth_ros.topics`.
+"""One recorded scene -> rosbag2 messages in the topic layout of :mod:`surround_depth_train.data.rosbag.topics`.
 
 A dataset converter describes a scene as a rig (with its LiDAR mount) and a time-ordered stream of sensor events,
 each loaded lazily (:class:`CameraEvent`, :class:`LidarEvent`). :func:`write_scene` turns them into:
@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from surround_depth_ros import topics
+from surround_depth_train.data.rosbag import topics
 from surround_depth_ros.bag.writer import (BagWriter, camera_info_msg, compressed_msg, image_msg, odometry_msg,
                                            pointcloud_msg, stamp_ns, tf_msg, transform_msg)
 from surround_depth_train.config import ConfigError

@@ -22,8 +22,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from surround_depth_ros.bag.reader import LidarSweeps
-from surround_depth_ros.cloud import load_mask
+from surround_depth_train.data.rosbag.frames import load_mask
+from surround_depth_train.data.rosbag.reader import LidarSweeps
 from surround_depth_train.geometry.lidar import points_to_depth
 from surround_depth_train.geometry.rig import Camera
 from surround_depth_train.geometry.transforms import TransformBuffer

@@ -201,7 +201,7 @@ def _undistort_maps(K: tuple, D: tuple, width: int, height: int):
     import cv2
 
     Km = np.array(K).reshape(3, 3)
-    # fixed-point maps, as the node's surround_depth_ros.undistort.Undistorter: the same pixels offline and live
+    # fixed-point maps, as the node's data.rosbag.undistort.Undistorter: the same pixels offline and live
     return cv2.initUndistortRectifyMap(Km, np.array(D), None, Km, (width, height), cv2.CV_16SC2)
 
 

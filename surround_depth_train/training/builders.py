@@ -81,8 +81,8 @@ def build_dataset(data: DataConfig, split: str):
 
 
 def _build_rosbag_dataset(data: DataConfig, split: str):
-    """Bags as data, read by the bag evaluator's own code (``surround_depth_ros.bag``: rosbags, no rclpy). This is
-    the core's one (lazy) import of the ROS side: a bag is read exactly as the node and the evaluators read it.
+    """Bags as data, read by the code the node and the bag evaluators share (:mod:`surround_depth_train.data.rosbag`:
+    rosbags, no rclpy, no import of ``surround_depth_ros``), so training runs where ROS 2 is not installed.
     ``data.train_scenes`` / ``val_scenes`` pick bags of a folder by name (None: every bag, in every split)."""
     if not data.root or not Path(data.root).exists():
         raise ConfigError(f'data.root: {data.root!r} does not exist; pass a bag or a folder of bags '
@@ -90,9 +90,9 @@ def _build_rosbag_dataset(data: DataConfig, split: str):
     for key in ('masks', 'depth_root'):
         if getattr(data, key) is not None:
             raise ConfigError(f'data.{key} is a DDAD option; for bags give data.mask_files (one image per camera)')
-    from surround_depth_ros.bag.dataset import RosbagDataset
-    from surround_depth_ros.bag.reader import BagInputError
-    from surround_depth_ros.bag.topic_map import load_topic_map
+    from surround_depth_train.data.rosbag.dataset import RosbagDataset
+    from surround_depth_train.data.rosbag.reader import BagInputError
+    from surround_depth_train.data.rosbag.topic_map import load_topic_map
 
     topic_map = load_topic_map(data.topic_map)
     if data.mask_files:

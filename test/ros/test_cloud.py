@@ -1,10 +1,10 @@
-"""The node's fused cloud: filters on top of rig_depth_to_cloud, voxel grid, mask images."""
-import cv2
+"""The node's fused cloud: filters on top of rig_depth_to_cloud, voxel grid."""
 import numpy as np
 import pytest
 
-from surround_depth_ros.cloud import cloud_filter, load_mask, voxel_downsample
-from surround_depth_ros.messages import InputError, pack_cloud, unpack_cloud
+from surround_depth_ros.cloud import cloud_filter, voxel_downsample
+from surround_depth_ros.messages import pack_cloud
+from surround_depth_train.data.rosbag.messages import unpack_cloud
 from surround_depth_train.geometry.lidar import rig_depth_to_cloud
 from surround_depth_train.geometry.rig import synthetic_surround_rig
 
@@ -82,13 +82,3 @@ def test_fused_cloud_packs_and_unpacks_to_the_same_points(rig):
     np.testing.assert_array_equal(np.stack([arr['x'], arr['y'], arr['z']], 1), cloud['points'])
     assert len(voxels(cloud['points'], 0.5)) == len(cloud['points'])
 
-
-def test_mask_image_reads_white_as_keep_and_is_resized_to_the_camera(tmp_path):
-    img = np.full((48, 80), 255, np.uint8)
-    img[36:] = 0
-    path = tmp_path / 'front_mask.png'
-    cv2.imwrite(str(path), img)
-    mask = load_mask(path, W, H)
-    assert mask.shape == (H, W) and mask[:18].all() and not mask[18:].any()
-    with pytest.raises(InputError, match='cannot be read'):
-        load_mask(tmp_path / 'missing.png')

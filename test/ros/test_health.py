@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from surround_depth_ros.health import DIAGNOSTIC_LEVELS, DepthHealthMonitor
-from surround_depth_ros.messages import InputError
+from surround_depth_train.data.rosbag.messages import InputError
 from surround_depth_train.data.surroundsim import LidarConfig, WorldConfig, generate_world, render_sample, \
     surroundsim_rig
 from surround_depth_train.data.surroundsim.sequence import ego_pose

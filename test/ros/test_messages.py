@@ -1,4 +1,5 @@
-"""Message <-> numpy conversion, checked on real sensor_msgs classes through rclpy's CDR serialisation (no DDS)."""
+"""Message <-> numpy conversion (the core's reading, the node's writing), checked on real sensor_msgs classes through
+rclpy's CDR serialisation (no DDS)."""
 from fractions import Fraction
 from types import SimpleNamespace
 
@@ -6,12 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from surround_depth_ros.messages import (FLOAT32, InputError, camera_info_to_intrinsics, check_image_matches_info,
-                                         cloud_fields, cloud_to_xyz, colorized_image_fields, compressed_to_rgb,
-                                         confidence_image_fields, depth_camera_info_fields, depth_image_fields,
-                                         depth_image_to_array, fill_message, image_to_array, image_to_rgb,
-                                         ns_to_stamp_fields, odometry_to_matrix, pack_cloud, sec_to_stamp_fields,
-                                         stamp_to_ns, stamp_to_sec, unpack_cloud, unpack_rgb)
+from surround_depth_train.data.rosbag.messages import (FLOAT32, InputError, camera_info_to_intrinsics,
+                                                       check_image_matches_info, cloud_to_xyz, compressed_to_rgb,
+                                                       depth_image_to_array, image_to_array, image_to_rgb,
+                                                       ns_to_stamp_fields, odometry_to_matrix, sec_to_stamp_fields,
+                                                       stamp_to_ns, stamp_to_sec, unpack_cloud, unpack_rgb)
+from surround_depth_ros.messages import (cloud_fields, colorized_image_fields, confidence_image_fields,
+                                         depth_camera_info_fields, depth_image_fields, fill_message, pack_cloud)
 from surround_depth_train.geometry.transforms import make_transform, quat_to_matrix
 from surround_depth_train.visualize import colorize_depth
 

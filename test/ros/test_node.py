@@ -27,10 +27,11 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
-from surround_depth_ros import topics  # noqa: E402
+from surround_depth_train.data.rosbag import topics  # noqa: E402
 from surround_depth_ros.health import DepthHealthMonitor  # noqa: E402
-from surround_depth_ros.messages import (cloud_fields, depth_image_to_array, fill_message, image_fields,  # noqa: E402
-                                         ns_to_stamp_fields, stamp_to_ns, unpack_cloud)
+from surround_depth_train.data.rosbag.messages import (depth_image_to_array, ns_to_stamp_fields,  # noqa: E402
+                                                       stamp_to_ns, unpack_cloud)
+from surround_depth_ros.messages import cloud_fields, fill_message, image_fields  # noqa: E402
 from surround_depth_train.geometry.rig import Camera, CameraRig  # noqa: E402
 from surround_depth_train.models import create_model, save_model  # noqa: E402
 

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from surround_depth_ros.engine import DepthEngine
-from surround_depth_ros.pipeline import CameraInput, CloudSettings, DepthPipeline, FrameDecoder
-from surround_depth_ros.messages import InputError, fill_message, image_fields, ns_to_stamp_fields
+from surround_depth_ros.messages import fill_message, image_fields
+from surround_depth_ros.pipeline import CloudSettings, DepthPipeline
+from surround_depth_train.data.rosbag.frames import CameraInput, FrameDecoder
+from surround_depth_train.data.rosbag.messages import InputError, ns_to_stamp_fields
 from surround_depth_train.geometry.camera import project
 from surround_depth_train.geometry.rig import synthetic_surround_rig
 from surround_depth_train.geometry.transforms import TransformBuffer, invert_transform, make_transform, \

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from surround_depth_ros import topics
+from surround_depth_train.data.rosbag import topics
 from surround_depth_ros.bag.scene import CameraEvent, LidarEvent, write_scene
 from surround_depth_ros.bag.writer import TYPESTORE, BagWriter
 from surround_depth_ros.convert import main

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader, Writer
 
-from surround_depth_ros import topics
+from surround_depth_train.data.rosbag import topics
 from surround_depth_ros.evaluate_bag import main as evaluate_main
 from surround_depth_train.evaluation.runner import evaluate_model
 from surround_depth_train.metrics import METRIC_NAMES

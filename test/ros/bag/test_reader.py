@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from surround_depth_ros.bag.reader import BagSource
+from surround_depth_train.data.rosbag.reader import BagSource
 from surround_depth_ros.evaluate_bag import main as evaluate_main
 from surround_depth_train.metrics import METRIC_NAMES
 
@@ -19,7 +19,7 @@ CUSTOM = '/vehicle/status (acme_vehicle_msgs/msg/Status'
 
 
 def test_a_humble_bag_opens_with_its_cameras_and_names_the_custom_topic_once(humble_bag, caplog):
-    from surround_depth_ros.bag import reader
+    from surround_depth_train.data.rosbag import reader
 
     reader._WARNED.clear()
     with caplog.at_level(logging.WARNING, logger='surround_depth.bag'):

@@ -20,10 +20,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
-from surround_depth_ros import topics  # noqa: E402
+from surround_depth_train.data.rosbag import topics  # noqa: E402
 from surround_depth_ros.bag.writer import (BagWriter, camera_info_msg, image_msg, odometry_msg,  # noqa: E402
                                            pointcloud_msg, tf_msg, transform_msg)
-from surround_depth_ros.messages import stamp_to_ns  # noqa: E402
+from surround_depth_train.data.rosbag.messages import stamp_to_ns  # noqa: E402
 from surround_depth_ros.replay import main as replay_main  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

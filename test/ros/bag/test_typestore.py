@@ -8,7 +8,7 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from surround_depth_ros.bag.typestore import distro_store, open_reader
+from surround_depth_train.data.rosbag.typestore import distro_store, open_reader
 
 CUSTOM = 'acme_msgs/msg/Gear'
 

@@ -66,8 +66,8 @@ def test_distorted_cameras_are_undistorted_with_the_same_K(tmp_path, dataset_fix
     raw = cv2.imread(str(root / '000151' / rec['file']))[..., ::-1]
     out = undistort(np.ascontiguousarray(raw), rec['K'], rec['D'])
     # the same pixels as the ROS node's undistorter fed the CameraInfo the converter writes
-    from surround_depth_ros.messages import CameraIntrinsics
-    from surround_depth_ros.undistort import Undistorter
+    from surround_depth_train.data.rosbag.messages import CameraIntrinsics
+    from surround_depth_train.data.rosbag.undistort import Undistorter
 
     node = Undistorter('CAMERA_01')
     node.set_intrinsics(CameraIntrinsics(K=rec['K'], D=rec['D'], model=model, width=raw.shape[1],

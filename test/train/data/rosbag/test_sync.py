@@ -9,7 +9,7 @@ from itertools import product
 
 import pytest
 
-from surround_depth_ros.sync import ApproximateTimeSync, CameraSet
+from surround_depth_train.data.rosbag.sync import ApproximateTimeSync, CameraSet
 
 CAMERAS = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_BACK_RIGHT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_FRONT_LEFT']
 NUSCENES_OFFSETS = [0.0, 0.008, 0.017, 0.025, 0.033, 0.042]  # a nuScenes sample's six stamps span ~42 ms

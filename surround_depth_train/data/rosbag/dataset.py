@@ -1,8 +1,9 @@
 """Your own bags as data: a bag, or a folder of bags, as the one sample schema (``data.dataset=rosbag``).
 
-Read with the bag evaluator's code (no rclpy): :class:`~surround_depth_ros.bag.reader.BagSource` under a topic map,
-camera sets formed by the node's :class:`~surround_depth_ros.sync.ApproximateTimeSync` on the bag's stamps, images
-decoded and undistorted by the node's :class:`~surround_depth_ros.pipeline.FrameDecoder`, the ego motion and LiDAR
+Read with the code the node and the bag evaluator share (no rclpy, no ``surround_depth_ros``):
+:class:`~surround_depth_train.data.rosbag.reader.BagSource` under a topic map, camera sets formed by the node's
+:class:`~surround_depth_train.data.rosbag.sync.ApproximateTimeSync` on the bag's stamps, images decoded and
+undistorted by the node's :class:`~surround_depth_train.data.rosbag.frames.FrameDecoder`, the ego motion and LiDAR
 sweeps of pass 1. A sample is one complete camera set with the newest sweep at or before its first shutter (at
 most ``max_lidar_gap`` older), assembled by :func:`~surround_depth_train.data.assemble.assemble_sample` like nuScenes
 and DDAD: images resized to ``image_size`` with ``K``, the sweep projected into each camera with ego-motion
@@ -19,10 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from surround_depth_ros.bag.evaluation import sync_sets
-from surround_depth_ros.bag.reader import BagSource, find_bags
-from surround_depth_ros.bag.topic_map import TopicMap
 from surround_depth_train.data import schema as S
+from surround_depth_train.data.rosbag.reader import BagSource, find_bags, sync_sets
+from surround_depth_train.data.rosbag.sync import ApproximateTimeSync
+from surround_depth_train.data.rosbag.topic_map import TopicMap
 from surround_depth_train.geometry.rig import Camera, CameraRig
 
 __all__ = ['RosbagDataset']
@@ -37,7 +38,8 @@ class RosbagDataset(S.SurroundDataset):
         image_size: network ``(W, H)``.
         min_depth, max_depth: GT range.
         native_depth: also give ``depth_native`` (every camera must have the same native size).
-        topic_map: the layout (default: :mod:`surround_depth_ros.topics`); its ``mask_files`` are the ego-body masks.
+        topic_map: the layout (default: :mod:`~surround_depth_train.data.rosbag.topics`); its ``mask_files`` are the
+            ego-body masks.
         max_lidar_gap: seconds the sweep may precede a set's first shutter.
     """
 
@@ -47,9 +49,6 @@ class RosbagDataset(S.SurroundDataset):
                  image_size: tuple[int, int] = (160, 96), min_depth: float = 0.5, max_depth: float = 80.0,
                  native_depth: bool = False, topic_map: TopicMap | None = None, max_lidar_gap: float = 0.15,
                  progress: bool = False):
-        from surround_depth_ros.node_config import NodeConfig
-        from surround_depth_ros.sync import ApproximateTimeSync
-
         paths = find_bags(root)
         if bags:
             known = {p.name: p for p in paths}
@@ -68,7 +67,6 @@ class RosbagDataset(S.SurroundDataset):
         self._bags: list[dict[str, Any]] = []
         self._open: dict[int, BagSource] = {}
         self._pid = os.getpid()
-        defaults = NodeConfig()
         for path in paths:
             with BagSource(path, self.map) as source:
                 source.require(lidar=True, ego_motion=True)
@@ -81,8 +79,7 @@ class RosbagDataset(S.SurroundDataset):
                 bag = {'path': path, 'rig': rig, 'ctx': ctx,
                        'compressed': {c: source.compressed(c) for c in source.cameras}}
                 self._bags.append(bag)
-                sync = ApproximateTimeSync(source.cameras, slop=defaults.slop, queue_size=defaults.queue_size,
-                                           timeout=defaults.timeout)
+                sync = ApproximateTimeSync(source.cameras)  # the node's default slop, queue and timeout
                 for camera_set in sync_sets(source, sync, log_times=True):  # image payload: its log time
                     self._index(len(self._bags) - 1, camera_set)
         if not self.records:
@@ -116,8 +113,8 @@ class RosbagDataset(S.SurroundDataset):
 
     def _decoded_camera(self, b: int, name: str, info: Any, rgb: np.ndarray | None = None):
         """The rectified camera (``K`` of the undistorted image, native size, the bag's mount)."""
-        from surround_depth_ros.messages import camera_info_to_intrinsics
-        from surround_depth_ros.undistort import Undistorter
+        from surround_depth_train.data.rosbag.messages import camera_info_to_intrinsics
+        from surround_depth_train.data.rosbag.undistort import Undistorter
 
         intr = camera_info_to_intrinsics(info, name)
         und = self._decoders.setdefault((b, name), Undistorter(name))
@@ -146,9 +143,8 @@ class RosbagDataset(S.SurroundDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         import cv2
 
-        from surround_depth_ros.cloud import load_mask
-        from surround_depth_ros.pipeline import FrameDecoder
         from surround_depth_train.data.assemble import assemble_sample
+        from surround_depth_train.data.rosbag.frames import FrameDecoder, load_mask
 
         rec = self.records[index]
         bag = self._bags[rec['bag']]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from surround_depth_ros.messages import DISTORTION_MODELS, CameraIntrinsics, InputError, check_image_matches_info
+from surround_depth_train.data.rosbag.messages import (CameraIntrinsics, DISTORTION_MODELS, InputError,
+                                                       check_image_matches_info)
 
 __all__ = ['Undistorter']
 

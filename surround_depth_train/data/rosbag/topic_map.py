@@ -1,5 +1,5 @@
-"""Where a bag keeps each sensor: the topic layout of :mod:`surround_depth_ros.topics` by default, or a YAML file
-for bags recorded in other layouts (no rclpy).
+"""Where a bag keeps each sensor: the topic layout of :mod:`~surround_depth_train.data.rosbag.topics` by default,
+or a YAML file for bags recorded in other layouts (no rclpy).
 
 A topic map names topics with ``{cam}`` standing for the camera name::
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from surround_depth_ros import topics
+from surround_depth_train.data.rosbag import topics
 from surround_depth_train.config import load_config
 
 __all__ = ['TopicMap', 'load_topic_map']

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from surround_depth_ros.messages import CameraIntrinsics, InputError
-from surround_depth_ros.undistort import Undistorter
+from surround_depth_train.data.rosbag.messages import CameraIntrinsics, InputError
+from surround_depth_train.data.rosbag.undistort import Undistorter
 
 W, H = 160, 120
 K = np.array([[110.0, 0.0, 79.5], [0.0, 110.0, 59.5], [0.0, 0.0, 1.0]])

@@ -1,8 +1,8 @@
 """Reading a recorded drive back from a rosbag2 (or a ROS 1 bag) with ``rosbags``: no rclpy, no ROS install.
 
 :class:`BagSource` opens a bag, finds the cameras, their image and ``camera_info`` topics, the LiDAR, TF and
-odometry through a :class:`~surround_depth_ros.bag.topic_map.TopicMap`, and refuses a bag it cannot use with one
-message that lists the topics the bag has and what is missing. It reads in two passes:
+odometry through a :class:`~surround_depth_train.data.rosbag.topic_map.TopicMap`, and refuses a bag it cannot use
+with one message that lists the topics the bag has and what is missing. It reads in two passes:
 
 1. :meth:`BagSource.read_context`: the mounts (``/tf_static``, and sensor transforms on ``/tf``), the ego motion
    (``/odom``, else the ``odom -> base_link`` transforms on ``/tf``) into a
@@ -11,8 +11,9 @@ message that lists the topics the bag has and what is missing. It reads in two p
 2. :meth:`BagSource.camera_messages`: images and ``camera_info`` in recording order, for the node's synchroniser.
 
 Every rosbag2 that ``ros2 bag`` writes reads, with or without stored message definitions (Humble stores none): the
-types come from :mod:`surround_depth_ros.bag.typestore`, and topics of types it cannot decode (a custom message in
-a Humble bag) are named once in a warning and skipped. A damaged or truncated bag raises :class:`BagInputError` naming the bag and how far reading got.
+types come from :mod:`~surround_depth_train.data.rosbag.typestore`, and topics of types it cannot decode (a custom
+message in a Humble bag) are named once in a warning and skipped. A damaged or truncated bag raises
+:class:`BagInputError` naming the bag and how far reading got.
 """
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from surround_depth_ros.bag.topic_map import TopicMap
-from surround_depth_ros.messages import InputError, cloud_to_xyz, odometry_to_matrix, stamp_to_ns
+from surround_depth_train.data.rosbag.messages import InputError, cloud_to_xyz, odometry_to_matrix, stamp_to_ns
+from surround_depth_train.data.rosbag.topic_map import TopicMap
 from surround_depth_train.geometry.rig import Camera, CameraRig, LidarMount, RigError
 from surround_depth_train.geometry.transforms import TransformBuffer, make_transform, transform_points
 
-__all__ = ['BagInputError', 'BagTopic', 'describe_topics', 'tf_entries', 'StaticFrames', 'LidarSweeps', 'BagContext', 'BagSource', 'find_bags',
-           'IMAGE_TYPE', 'COMPRESSED_TYPE', 'INFO_TYPE', 'CLOUD_TYPE', 'ODOM_TYPE', 'TF_TYPE']
+__all__ = ['BagInputError', 'BagTopic', 'describe_topics', 'tf_entries', 'StaticFrames', 'LidarSweeps', 'BagContext',
+           'BagSource', 'find_bags', 'sync_sets', 'IMAGE_TYPE', 'COMPRESSED_TYPE', 'INFO_TYPE', 'CLOUD_TYPE',
+           'ODOM_TYPE', 'TF_TYPE']
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
@@ -87,7 +89,8 @@ def tf_entries(msg: Any) -> Iterator[tuple[float, str, str, np.ndarray]]:
     """``(stamp s, parent, child, T_parent_child)`` of each transform in a ``tf2_msgs/TFMessage``."""
     for t in msg.transforms:
         tr, q = t.transform.translation, t.transform.rotation
-        yield (stamp_to_ns(t.header.stamp) * 1e-9, str(t.header.frame_id).lstrip('/'), str(t.child_frame_id).lstrip('/'),
+        yield (stamp_to_ns(t.header.stamp) * 1e-9, str(t.header.frame_id).lstrip('/'),
+               str(t.child_frame_id).lstrip('/'),
                make_transform(np.array([q.x, q.y, q.z, q.w], dtype=np.float64), np.array([tr.x, tr.y, tr.z])))
 
 
@@ -165,11 +168,11 @@ class BagSource:
 
     Args:
         path: a bag (see :func:`find_bags`; a folder of bags is refused here: open each).
-        topic_map: the layout (default: :mod:`surround_depth_ros.topics`).
+        topic_map: the layout (default: :mod:`surround_depth_train.data.rosbag.topics`).
     """
 
     def __init__(self, path: str | os.PathLike, topic_map: TopicMap | None = None):
-        from surround_depth_ros.bag.typestore import open_reader
+        from surround_depth_train.data.rosbag.typestore import open_reader
 
         self.path = Path(path)
         self.map = topic_map or TopicMap()
@@ -218,8 +221,8 @@ class BagSource:
 
     def _refuse(self, problem: str, fix: str = '') -> None:
         self.close()
-        fix = fix or ('pass --topic-map with the topics this bag uses (see surround_depth_ros/bag/topic_map.py), '
-                      'or convert the data with `python -m surround_depth_ros.convert`')
+        fix = fix or ('pass --topic-map with the topics this bag uses (see '
+                      'surround_depth_train/data/rosbag/topic_map.py), or convert the data with `python -m surround_depth_ros.convert`')
         raise BagInputError(f'bag {str(self.path)!r}: {problem}. The bag has: {describe_topics(self.topics)}. '
                             f'Fix: {fix}')
 
@@ -373,7 +376,7 @@ class BagSource:
     def rig(self, ctx: BagContext) -> CameraRig:
         """The rig as recorded: each camera's ``K``, size and distortion from its first ``camera_info``, its mount
         from TF (or the rig file beside the bag), the LiDAR's mount likewise."""
-        from surround_depth_ros.messages import camera_info_to_intrinsics
+        from surround_depth_train.data.rosbag.messages import camera_info_to_intrinsics
 
         cameras = []
         for cam in self.cameras:
@@ -439,3 +442,18 @@ class BagSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def sync_sets(source: BagSource, sync, log_times: bool = False) -> Any:
+    """Camera sets of the bag's images as the node's synchroniser forms them, the bag's stamps as its clock. Each
+    frame's ``image`` is the image message, or with ``log_times`` its recording time (ns) to read it back later."""
+    now = None  # the node's clock under replay: the newest stamp so far, in seconds (it only measures timeouts)
+    for kind, cam, stamp_ns, msg, log_ns in source.camera_messages(log_time=True):
+        now = stamp_ns * 1e-9 if now is None else max(now, stamp_ns * 1e-9)
+        if kind == 'image':
+            yield from sync.add_image(cam, stamp_ns, log_ns if log_times else msg, now)
+        else:
+            yield from sync.add_info(cam, stamp_ns, msg, now)
+    if now is not None:  # the rig falls quiet at the end: let the timeouts run out so the last sets go out
+        for k in range(1, 4):
+            yield from sync.poll(now + k * (sync.timeout + 1.0))
