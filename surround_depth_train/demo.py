@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import surround_depth_train
+from surround_depth_train.command_line import prog
 from surround_depth_train.geometry import rig_depth_to_cloud
 from surround_depth_train.metrics import METRIC_NAMES, delta_t
 from surround_depth_train.visualize import colorize_depth, label, mosaic, save_png
@@ -156,7 +157,7 @@ def _comparison_picture(trainers: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog='surround_depth_demo',
+        prog=prog('surround_depth_train.demo'),
         description='Run surround-depth end to end on built-in synthetic data (SurroundSim) and write pictures '
                     'and numbers.',
         epilog=f'surround_depth_train {surround_depth_train.__version__} from '
@@ -167,11 +168,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--stages', default='world,cloud,distill', help='comma-separated subset to run')
     parser.add_argument('--quick', action='store_true', help='tiny models and few steps (smoke test)')
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
     stages = {s.strip() for s in args.stages.split(',') if s.strip()}
     unknown = stages - {'world', 'cloud', 'distill'}
     if unknown:
         parser.error(f'unknown stage(s) {sorted(unknown)}; choose from world, cloud, distill')
+    from surround_depth_train.config import ConfigError
+    from surround_depth_train.output_path import check_output_dir
+
+    try:
+        if args.frames < 1:
+            raise ConfigError(f'--frames {args.frames}: render at least one frame')
+        check_output_dir(args.out, '--out')
+    except ConfigError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
     size = (160, 96) if args.quick else (640, 384)
     if 'world' in stages:
         run_world_stage(args.out, args.seed, args.frames, size)

@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 
 from surround_depth_train.atomic import atomic_write
+from surround_depth_train.command_line import prog
 from surround_depth_train.config import ConfigError, load_config
 from surround_depth_train.evaluation.report import render_markdown, write_json
 from surround_depth_train.evaluation.runner import evaluate_model
+from surround_depth_train.output_path import check_output_dir
 from surround_depth_train.training.builders import build_dataset
 from surround_depth_train.training.config import TrainConfig
 
@@ -68,8 +70,14 @@ def run_evaluation(model_path: str | Path, *, config: str | Path | None = None, 
     from surround_depth_train.models.modelfile import load_model
 
     model_path = Path(model_path)
+    if split not in ('val', 'test', 'train'):
+        raise ConfigError(f'--split {split}: choose val, test or train')
     if samples is not None and samples < 1:
         raise ConfigError(f'--samples {samples}: evaluate at least one camera set (or leave --samples out for all)')
+    for option, value, lowest in (('--batch-size', batch_size, 1), ('--pictures', pictures, 0),
+                                  ('--latency-runs', latency_runs, 1)):
+        if value < lowest:
+            raise ConfigError(f'{option} {value}: must be at least {lowest}')
     if device.startswith('cuda') and not torch.cuda.is_available():
         raise ConfigError(f'--device {device}: this machine has no CUDA device; use --device cpu (or auto)')
     bad = [o for o in overrides if not o.startswith('data.')]
@@ -84,13 +92,14 @@ def run_evaluation(model_path: str | Path, *, config: str | Path | None = None, 
         base.data.image_size = (int(w), int(h))
     _check_input_size(model, meta, base.data.image_size)
     baseline_obj = _load_baseline(Path(baseline)) if baseline else None
+    out = check_output_dir(Path(out_dir) if out_dir else model_path.parent / f'eval_{base.data.dataset}_{split}',
+                           '--out')
     try:
         ds = build_dataset(base.data, split)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     dev = torch.device('cuda' if device == 'auto' and torch.cuda.is_available() else
                        ('cpu' if device == 'auto' else device))
-    out = Path(out_dir) if out_dir else model_path.parent / f'eval_{base.data.dataset}_{split}'
     run = evaluate_model(model, ds, device=dev, batch_size=batch_size, num_workers=base.data.num_workers,
                          max_samples=samples, pictures=pictures, out_dir=out, latency_runs=latency_runs,
                          consistency=consistency, progress=progress)
@@ -119,7 +128,7 @@ def run_evaluation(model_path: str | Path, *, config: str | Path | None = None, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.evaluate', description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.evaluate'), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', required=True, type=Path, help='model file (a run\'s model.pt or a checkpoint)')
     parser.add_argument('--config', type=Path, help='a training YAML whose data section describes the dataset')
@@ -134,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--latency-runs', type=int, default=5, help='forward passes timed for the latency median')
     parser.add_argument('--no-consistency', action='store_true', help='skip the cross-view consistency measure')
     parser.add_argument('overrides', nargs='*', help='data.key=value overrides, e.g. data.val_samples=32')
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before and after the options
     from surround_depth_train.models.modelfile import ModelFileError
 
     try:

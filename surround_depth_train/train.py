@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.config import ConfigError, from_mapping, load_config, save_config, to_mapping
 from surround_depth_train.data.schema import NUM_CAMERAS, SampleError, validate_sample
 from surround_depth_train.distill import DistillationTask, describe_features, pair_features, probe
@@ -248,7 +249,7 @@ def finish_run(trainer: Trainer) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.train', description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.train'), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', type=Path, help='YAML config (config/train/*.yaml)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,

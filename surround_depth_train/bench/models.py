@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.allocator import describe_allocator
 from surround_depth_train.models.bins import banded
 from surround_depth_train.models.registry import create_model, is_registered
@@ -137,7 +138,7 @@ def _head_inputs(model: nn.Module, images: torch.Tensor) -> tuple:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.bench.models',
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.bench.models'),
                                      description='CPU latency of the students (with and without MetricBins) and '
                                                  'the Depth Anything teachers.')
     parser.add_argument('--size', type=_size, default=(640, 384), help='input WIDTHxHEIGHT (default 640x384)')

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.allocator import ALLOCATOR_SETTINGS, allocator_settings_in_effect, describe_allocator
 from surround_depth_train.bench.models import _interleaved, _size
 from surround_depth_train.export.onnx_export import export_onnx
@@ -42,7 +43,7 @@ __all__ = ['main']
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.bench.onnx',
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.bench.onnx'),
                                      description='CPU latency of a camera set: torch (as deployed) vs ONNX Runtime.')
     parser.add_argument('--size', type=_size, default=(640, 384), help='input WIDTHxHEIGHT (default 640x384)')
     parser.add_argument('--batch', type=int, default=6, help='images per camera set (default 6)')

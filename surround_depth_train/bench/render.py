@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.data.surroundsim.__main__ import _size
 from surround_depth_train.data.surroundsim.dataset import payload_to_sample, render_sample
 from surround_depth_train.data.surroundsim.rig import surroundsim_rig
@@ -50,7 +51,7 @@ def benchmark(size: tuple[int, int] = (640, 384), samples: int = 5, world: str |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.bench.render',
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.bench.render'),
                                      description='Time SurroundSim rendering of six-camera samples.')
     parser.add_argument('--size', type=_size, default=(640, 384), help='image size WIDTHxHEIGHT (default 640x384)')
     parser.add_argument('--samples', type=int, default=5, help='timed samples (after one warm-up)')

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.losses import DistillationWeights
 
 __all__ = ['CONFIGURATIONS', 'main']
@@ -72,7 +73,7 @@ def run_one(student: str, weights: dict[str, float], *, size: tuple[int, int], s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.bench.table_runs', description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.bench.table_runs'), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--size', type=int, nargs=2, default=(96, 64), metavar=('W', 'H'))
     parser.add_argument('--samples', type=int, default=2,

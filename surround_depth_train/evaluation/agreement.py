@@ -19,6 +19,7 @@ from typing import Sequence
 
 import torch
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.config import ConfigError, load_config
 from surround_depth_train.data import schema as S
 from surround_depth_train.metrics import MetricsAccumulator
@@ -65,7 +66,7 @@ def measure_agreement(teacher: str | Path, students: Sequence[str | Path], *, co
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.evaluation.agreement', description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.evaluation.agreement'), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--teacher', required=True, help='the teacher\'s model file')
     parser.add_argument('--students', required=True, nargs='+', help='student model files')

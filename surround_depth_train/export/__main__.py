@@ -9,16 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from surround_depth_train.command_line import prog
+from surround_depth_train.config import ConfigError
 from surround_depth_train.export.onnx_export import DEFAULT_MAX_BATCH, MIN_OPSET, ExportError, export_onnx
 from surround_depth_train.export.sidecar import OUTPUT_NAMES
 from surround_depth_train.models.modelfile import ModelFileError
+from surround_depth_train.output_path import check_output_file
 
 __all__ = ['main']
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog='python -m surround_depth_train.export',
+        prog=prog('surround_depth_train.export'),
         description='Export a model file to ONNX (dynamic batch, the model file\'s input size), check it against '
                     'PyTorch with ONNX Runtime, and write the sidecar the node reads (<output>.json).')
     parser.add_argument('--model', required=True, help='model file (save_model) or training checkpoint')
@@ -37,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--allow-teacher', action='store_true', help='export a teacher model file anyway')
     args = parser.parse_args(argv)
     try:
+        check_output_file(args.output, '--output')
         export_onnx(args.model, args.output, outputs=args.outputs.split(','), opset=args.opset,
                     max_batch=args.max_batch, allow_teacher=args.allow_teacher, tolerance=args.tolerance)
-    except (ExportError, ModelFileError, FileNotFoundError) as exc:
+    except (ExportError, ModelFileError, FileNotFoundError, ConfigError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
     return 0

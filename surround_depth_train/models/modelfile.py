@@ -45,7 +45,7 @@ from surround_depth_train.geometry.rig import CameraRig
 from surround_depth_train.models.registry import create_model, is_registered, is_teacher, list_models
 
 __all__ = ['MODEL_FORMAT_VERSION', 'MODEL_FILE_FORMAT', 'save_model', 'load_model', 'read_model_file',
-           'describe_training_rig', 'ModelInfo', 'ModelFileError', 'write_compact_copy']
+           'describe_training_rig', 'ModelInfo', 'ModelFileError', 'write_compact_copy', 'is_onnx_file']
 
 MODEL_FILE_FORMAT = 'surround_depth_model'
 MODEL_FORMAT_VERSION = 2
@@ -190,17 +190,33 @@ def save_model(path: str | os.PathLike, model: nn.Module, *, name: str, kwargs: 
     return path
 
 
+def is_onnx_file(path: str | os.PathLike) -> bool:
+    """An ONNX export (named ``.onnx``, or a protobuf ``ModelProto``: its first field, ``ir_version``, is tag 0x08;
+    torch files start with a zip or pickle header)."""
+    path = Path(path)
+    if path.suffix.lower() == '.onnx':
+        return True
+    with open(path, 'rb') as f:
+        return f.read(1) == b'\x08'
+
+
 def read_model_file(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
     """The model file's dict (``weights_only=True``), checked for format and version; a version-1 file gets
     ``training_rig = None``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'no model file at {path}')
+    if is_onnx_file(path):
+        raise ModelFileError(f'{path} is an ONNX export, not a model file; pass the model.pt it was exported '
+                             f'from, or run the export with ONNX Runtime where the tool offers it '
+                             f'(evaluate_bag --backend onnxruntime, the node\'s backend:=onnxruntime)')
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise ModelFileError(f'{path} does not load with torch.load(weights_only=True) ({exc}); it is not a '
-                             f'model file: write one with surround_depth_train.models.save_model') from exc
+    except Exception as exc:  # unpickling errors come in many types, with many lines
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ModelFileError(f'{path} does not load with torch.load(weights_only=True) ({first}); it is not a '
+                             f'model file: pass the model.pt of a training run (or write one with '
+                             f'surround_depth_train.models.save_model)') from exc
     if not isinstance(obj, dict) or obj.get('format') != MODEL_FILE_FORMAT:
         hint = ''
         if isinstance(obj, dict) and any(isinstance(k, str) and k.endswith('.weight') for k in obj):
