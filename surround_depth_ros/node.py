@@ -174,10 +174,14 @@ class SurroundDepthNode(Node):
                                  'wrote, or an .onnx with backend: onnxruntime)')
         path = resolve_path(c.model_file)
         try:
+            training_cameras = c.training_camera_map(self.cameras)
+        except NodeConfigError as exc:
+            raise NodeStartError(str(exc)) from None
+        try:
             return DepthEngine(path, device=c.device, precision=c.precision, input_size=c.input_size or None,
                                backend=c.backend, allow_teacher=c.allow_teacher, focal_correction=c.focal_correction,
                                focal_tolerance=c.focal_tolerance, onnx_providers=c.onnx_providers,
-                               allow_provider_fallback=c.allow_provider_fallback,
+                               allow_provider_fallback=c.allow_provider_fallback, training_cameras=training_cameras,
                                logger=self.get_logger().warning)
         except (EngineError, OSError) as exc:
             raise NodeStartError(f'cannot load the model: {exc}') from None

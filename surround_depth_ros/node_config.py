@@ -48,6 +48,7 @@ class NodeConfig:
     compressed: bool = False               # subscribe to <image topic>/compressed (CompressedImage)
     extrinsics_from_tf: bool = False       # take base_link <- camera from /tf_static (tf2_ros, full ROS installs)
     mask_files: list[str] = field(default_factory=list)  # per camera ego-body mask image ('' = none); white = keep
+    training_cameras: list[str] = field(default_factory=list)  # 'CAMERA:TRAINING_CAMERA' per renamed camera
     # synchronisation
     slop: float = 0.05
     queue_size: int = 10
@@ -95,6 +96,7 @@ class NodeConfig:
             if value and self.cameras and len(value) != len(self.cameras):
                 raise NodeConfigError(f'{name}: {len(value)} entries for {len(self.cameras)} cameras '
                                       f'{self.cameras}; give one per camera or [] for the defaults')
+        self.training_camera_map()
         unknown = [p for p in self.publish if p not in OUTPUTS]
         if unknown:
             raise NodeConfigError(f'publish: unknown output(s) {unknown}; choose from {list(OUTPUTS)}')
@@ -120,6 +122,29 @@ class NodeConfig:
             raise NodeConfigError(f'slop and timeout must be positive seconds, got {self.slop}/{self.timeout}')
         if self.health_scale_threshold <= 0 or self.health_abs_rel_threshold <= 0:
             raise NodeConfigError('health thresholds must be positive')
+
+    def training_camera_map(self, cameras: list[str] | None = None) -> dict[str, str]:
+        """``training_cameras`` as ``{camera: training rig camera it plays}`` (the engine's ``training_cameras``):
+        entries ``'CAMERA:TRAINING_CAMERA'``, e.g. ``['CAM_FRONT:front', ...]`` for a nuScenes-named rig running a
+        model trained on SurroundSim, so each camera's focal length is checked against the one it plays. Every
+        mapped camera must be one of ``cameras`` (default: the ``cameras`` parameter; unchecked when both are empty).
+        """
+        mapping: dict[str, str] = {}
+        for entry in self.training_cameras:
+            camera, sep, trained = (part.strip() for part in str(entry).partition(':'))
+            if not sep or not camera or not trained or ':' in trained:
+                raise NodeConfigError(f'training_cameras: {entry!r} is not CAMERA:TRAINING_CAMERA; give one entry '
+                                      f'per renamed camera, e.g. [\'CAM_FRONT:front\', \'CAM_BACK:back\']')
+            if camera in mapping:
+                raise NodeConfigError(f'training_cameras: camera {camera!r} is mapped twice ({mapping[camera]!r} '
+                                      f'and {trained!r}); keep one entry per camera')
+            mapping[camera] = trained
+        cameras = list(cameras or self.cameras)
+        unknown = sorted(set(mapping) - set(cameras)) if cameras else []
+        if unknown:
+            raise NodeConfigError(f'training_cameras: {unknown} are not among the cameras {cameras}; map the names '
+                                  f'the node subscribes to')
+        return mapping
 
     @classmethod
     def names(cls) -> list[str]:

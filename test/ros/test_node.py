@@ -412,6 +412,18 @@ def test_node_without_a_model_file_refuses_to_start_with_a_clear_message(tmp_pat
     assert 'does not exist' in result.stderr and 'Traceback' not in result.stderr
 
 
+def test_training_cameras_reach_the_engine_which_refuses_a_camera_the_model_was_not_trained_on(tmp_path):
+    model = tmp_path / 'rigged.pt'
+    save_model(model, create_model('tiny_student_mb', max_depth=80.0), name='tiny_student_mb',
+               kwargs={'max_depth': 80.0}, input_size=(64, 96), training_rig=RIG)
+    result = subprocess.run([sys.executable, '-m', 'surround_depth_ros.node', '--ros-args', '-p',
+                             f'model_file:={model}', '-p', f'rig_file:={REPO / "config" / "rigs" / "surroundsim.yaml"}',
+                             '-p', "training_cameras:=['front:front', 'back:rear']"],
+                            env=_node_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "training_cameras {'back': 'rear'}" in result.stderr and 'Traceback' not in result.stderr
+
+
 def test_node_runs_an_onnx_export_end_to_end_with_confidence(model_file, tmp_path):
     from surround_depth_train.export.onnx_export import export_onnx
 

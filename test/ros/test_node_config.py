@@ -95,3 +95,27 @@ def test_rviz_config_shows_six_depth_images_and_the_cloud_in_base_link():
     assert images == [f'/{c["name"]}/depth/image' for c in rig['cameras']]
     assert clouds[0]['Topic']['Value'] == NodeConfig().cloud_topic and clouds[0]['Channel Name'] == 'camera'
     assert clouds[0]['Topic']['Reliability Policy'] == 'Reliable'
+
+
+def test_training_cameras_map_each_renamed_camera_to_the_training_camera_it_plays():
+    config = NodeConfig.from_mapping({'cameras': ['CAM_FRONT', 'CAM_BACK'],
+                                      'training_cameras': ['CAM_FRONT:front', ' CAM_BACK : back ']})
+    assert config.training_camera_map() == {'CAM_FRONT': 'front', 'CAM_BACK': 'back'}
+    assert NodeConfig().training_camera_map() == {}
+    # the node checks against the rig's cameras when the cameras parameter is left empty
+    assert NodeConfig(training_cameras=['CAM_FRONT:front']).training_camera_map(['CAM_FRONT']) == {'CAM_FRONT': 'front'}
+    with pytest.raises(NodeConfigError, match=r"training_cameras: \['CAM_LEFT'\] are not among the cameras"):
+        NodeConfig(training_cameras=['CAM_LEFT:front_left']).training_camera_map(['CAM_FRONT'])
+
+
+@pytest.mark.parametrize('entries, match', [
+    (['CAM_FRONT'], "'CAM_FRONT' is not CAMERA:TRAINING_CAMERA"),
+    (['CAM_FRONT:'], "'CAM_FRONT:' is not CAMERA:TRAINING_CAMERA"),
+    ([':front'], "':front' is not CAMERA:TRAINING_CAMERA"),
+    (['CAM_FRONT:front:left'], 'is not CAMERA:TRAINING_CAMERA'),
+    (['CAM_FRONT:front', 'CAM_FRONT:back'], "camera 'CAM_FRONT' is mapped twice"),
+    (['CAM_SIDE:front'], r"\['CAM_SIDE'\] are not among the cameras \['CAM_FRONT'\]"),
+])
+def test_a_malformed_training_cameras_entry_is_refused_naming_it_and_the_form(entries, match):
+    with pytest.raises(NodeConfigError, match=match):
+        NodeConfig.from_mapping({'cameras': ['CAM_FRONT'], 'training_cameras': entries})
