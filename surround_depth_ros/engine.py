@@ -42,7 +42,7 @@ from surround_depth_train.models.input_size import input_size_problem, input_siz
 __all__ = ['DepthEngine', 'EngineError', 'EnginePrediction', 'TorchBackend', 'PRECISIONS', 'BACKENDS',
            'focal_ratio']
 
-PRECISIONS = ('fp32', 'fp16', 'bf16')
+PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')  # int8: an .onnx from `export --int8`, backend onnxruntime
 BACKENDS = ('torch', 'onnxruntime')
 _DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -69,7 +69,8 @@ def focal_ratio(K_net: np.ndarray, K_train: np.ndarray) -> float:
 
 
 class TorchBackend:
-    """Runs a model file's network with PyTorch on ``device`` at ``precision`` (fp16/bf16 on accelerators only)."""
+    """Runs a model file's network with PyTorch on ``device`` at ``precision`` (fp16 on accelerators only, bf16
+    also on CPUs with native bf16)."""
 
     def __init__(self, path: str | Path, *, device: str = 'cpu', precision: str = 'fp32'):
         from surround_depth_train.models.modelfile import ModelFileError, load_model
@@ -85,8 +86,17 @@ class TorchBackend:
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise EngineError(f'device {device!r} was requested but this machine has no usable CUDA device; '
                               f'use device: cpu (or auto)')
-        if precision != 'fp32' and self.device.type == 'cpu':
-            raise EngineError(f'precision {precision} runs on a GPU only; on the CPU use precision: fp32')
+        if precision == 'int8':
+            raise EngineError('precision int8 runs an int8 ONNX model: export one with python -m '
+                              'surround_depth_train.export --int8 and set backend: onnxruntime with that .onnx as '
+                              'model_file')
+        if self.device.type == 'cpu':
+            from surround_depth_train.models.reduced_precision import PrecisionError, check_cpu_precision
+
+            try:
+                check_cpu_precision(precision)
+            except PrecisionError as exc:
+                raise EngineError(str(exc)) from None
         try:
             self.model, self.meta = load_model(path, map_location=self.device)
         except FileNotFoundError:
@@ -97,6 +107,12 @@ class TorchBackend:
         self.precision = precision
         self.has_bins = bool(getattr(self.model, 'has_bins', False))
         self.min_input_side = int(getattr(self.model, 'min_input_side', 1))
+        # CPU bf16: autocast with the fp32 islands (bins head, disparity convolution) and channels-last.
+        self._bf16_cpu = precision == 'bf16' and self.device.type == 'cpu'
+        if self._bf16_cpu:
+            from surround_depth_train.models.reduced_precision import Bf16Model
+
+            self.model = Bf16Model(self.model, 'cpu')
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor, confidence: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -104,7 +120,7 @@ class TorchBackend:
         if confidence and self.has_bins:
             kwargs['confidence'] = True
         with torch.autocast(self.device.type, dtype=_DTYPES.get(self.precision, torch.float32),
-                            enabled=self.precision != 'fp32'):
+                            enabled=self.precision != 'fp32' and not self._bf16_cpu):
             out = self.model(images, **kwargs)
         conf = getattr(out, 'confidence', None) if confidence else None
         return out.depth.float(), None if conf is None else conf.float()
@@ -116,7 +132,10 @@ class DepthEngine:
     Args:
         model_path: a model file (``save_model``) or, with ``backend='onnxruntime'``, an exported ``.onnx``.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (torch backend).
-        precision: ``fp32``; ``fp16`` or ``bf16`` on a GPU.
+        precision: ``fp32``; ``fp16`` or ``bf16`` on a GPU; ``bf16`` on a CPU with native bf16 (AVX512_BF16, AMX;
+            refused elsewhere), the bins head and the disparity convolution in fp32
+            (:mod:`surround_depth_train.models.reduced_precision`); with ``backend='onnxruntime'`` the precision
+            the ``.onnx`` was exported in (``fp32``, or ``int8`` from ``export --int8``).
         input_size: ``(height, width)`` overriding the model file's input size; fully convolutional students only,
             sides at least the network's ``min_input_side``; any other size than the training size warns once.
         backend: ``torch`` or ``onnxruntime``.
@@ -151,10 +170,12 @@ class DepthEngine:
         else:
             from surround_depth_ros.onnx_backend import OnnxBackend
 
-            if precision != 'fp32':
-                raise EngineError('the onnxruntime backend runs the exported precision; use precision: fp32')
             self.backend = OnnxBackend(model_path, providers=tuple(onnx_providers),
                                        allow_fallback=allow_provider_fallback, allow_teacher=allow_teacher)
+            exported = self.backend.precision
+            if precision != exported:
+                raise EngineError(f'{Path(model_path).name} was exported in {exported} and the onnxruntime backend '
+                                  f'runs the exported precision; set precision: {exported}')
             info = self.backend.info
             self.device = torch.device('cpu')
         self.info = info

@@ -1,0 +1,61 @@
+"""DepthEngine precision on the CPU: bf16 where the CPU has native bf16 (refused elsewhere), int8 only as an ONNX
+model through the onnxruntime backend."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from surround_depth_ros.engine import DepthEngine, EngineError
+from surround_depth_train.models import create_model, reduced_precision, save_model
+
+INPUT = (64, 96)
+X86_FLAGS = 'fpu sse2 avx2 avx512f avx512bw avx512_vnni'
+
+
+@pytest.fixture(scope='module')
+def student_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('engine_precision') / 'tiny.pt'
+    save_model(path, create_model('tiny_student_mb'), name='tiny_student_mb', kwargs={}, input_size=INPUT)
+    return path
+
+
+@pytest.fixture
+def cpu_flags(tmp_path, monkeypatch):
+    """Point the engine's native-bf16 check at a cpuinfo file with the given flags."""
+    def write(flags: str):
+        path = tmp_path / 'cpuinfo'
+        path.write_text(f'processor\t: 0\nflags\t\t: {flags}\n\n')
+        monkeypatch.setattr(reduced_precision, 'CPUINFO', path)
+    return write
+
+
+def _camera_set(seed=0):
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (*INPUT, 3), dtype=np.uint8) for _ in range(6)]
+    K = np.array([[80.0, 0, 47.5], [0, 80.0, 31.5], [0, 0, 1]])
+    return images, [K] * 6
+
+
+def test_engine_refuses_bf16_on_a_cpu_without_native_bf16(student_file, cpu_flags):
+    cpu_flags(X86_FLAGS)
+    with pytest.raises(EngineError, match='native bf16.*precision: fp32'):
+        DepthEngine(student_file, precision='bf16')
+
+
+def test_engine_runs_bf16_on_a_cpu_with_avx512_bf16_within_tolerance_of_fp32(student_file, cpu_flags):
+    cpu_flags(X86_FLAGS + ' avx512_bf16')
+    images, K = _camera_set()
+    fp32 = [d.copy() for d in DepthEngine(student_file).predict(images, K, confidence=True).depths]
+    bf16 = DepthEngine(student_file, precision='bf16')
+    pred = bf16.predict(images, K, confidence=True)
+    assert 'metric_bins' in bf16.backend.model.islands
+    assert pred.confidences is not None and all(c.dtype == np.float32 for c in pred.confidences)
+    relative = np.abs(np.stack(pred.depths) - np.stack(fp32)) / np.stack(fp32)
+    assert relative.max() < 5e-3
+
+
+def test_engine_says_int8_runs_through_an_onnx_export(student_file):
+    with pytest.raises(EngineError, match='export --int8.*backend: onnxruntime'):
+        DepthEngine(student_file, precision='int8')
