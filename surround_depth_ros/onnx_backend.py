@@ -45,6 +45,7 @@ class OnnxBackend:
             ``input_size`` ``(h, w)``, ``depth_range``, ``normalisation``, ``training_rig``, ``is_teacher``,
             ``has_confidence`` (the graph has the confidence output), ``fully_convolutional=False``.
         providers: the providers the session runs on.
+        precision: what the graph computes in: ``fp32``, or ``int8`` for ``export --int8`` (from the sidecar).
     """
 
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] = ('CPUExecutionProvider',),
@@ -60,6 +61,7 @@ class OnnxBackend:
             raise OnnxBackendError(f'{Path(path)} holds the teacher {self.info.name}, tens of times slower than a '
                                    f'student; deploy a distilled student, or set allow_teacher: true to run it anyway')
         self.providers = self.model.providers
+        self.precision: str = self.model.precision  # the exported precision: fp32, or int8 (`export --int8`)
 
     @property
     def input_size(self) -> tuple[int, int]:

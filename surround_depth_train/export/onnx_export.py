@@ -249,6 +249,7 @@ def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, *, out
         'batch': [1, int(max_batch)],
         'outputs': list(outputs),
         'opset': int(opset),
+        'precision': 'fp32',
         'model': info.to_dict(),
         'parity': {k: {**v, 'tolerance': tolerance} for k, v in parity.items()},
         'source': {'model_file': str(Path(model_path).resolve()), 'model_sha256': file_sha256(model_path),

@@ -167,7 +167,9 @@ class OnnxDepthModel:
             ``fully_convolutional=False`` (the graph's input size is fixed) and ``has_confidence`` whether the
             graph has the confidence output.
         sidecar: the sidecar's fields; ``input_size`` ``(H, W)``, ``max_batch``, ``outputs``, ``providers`` (as
-            the session runs them), ``threads``, ``optimization_level``.
+            the session runs them), ``threads``, ``optimization_level``; ``precision`` (``fp32``, ``int8``) and,
+            for int8, ``calibration`` (the camera sets it was calibrated on) and ``int8`` (how it was quantised).
+        precision: ``fp32`` or ``int8`` (sidecars before int8 exports say nothing: fp32).
     """
 
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] = (CPU_PROVIDER,),
@@ -185,6 +187,7 @@ class OnnxDepthModel:
             raise OnnxRuntimeError(str(exc)) from None
         self.input_size: tuple[int, int] = (int(self.sidecar['input_size'][0]), int(self.sidecar['input_size'][1]))
         self.max_batch = int(self.sidecar['batch'][1])
+        self.precision = str(self.sidecar.get('precision', 'fp32'))  # 'int8' for `export --int8`
         self.outputs: tuple[str, ...] = tuple(self.sidecar['outputs'])
         try:
             info = ModelInfo.from_file_dict(self.sidecar['model'])

@@ -19,7 +19,11 @@ key                value
 ``model``          the model file's :class:`~surround_depth_train.models.modelfile.ModelInfo` as a dict: name,
                    kwargs, input size, normalisation (inside the graph), depth range, head, training rig (None
                    before model file format 2), format version, teacher or not
-``parity``         the self-check's largest errors against PyTorch, per output
+``precision``      ``'fp32'``, or ``'int8'`` for ``export --int8`` (absent in older sidecars: fp32)
+``int8``           int8 only: format (QDQ), weight / activation types, calibration method, quantised
+                   operations, what stayed fp32, and the int8 vs fp32 check on held-out camera sets
+``calibration``    int8 only: the dataset, split, overrides, image size and camera sets it was calibrated on
+``parity``         the fp32 graph's self-check: largest errors against PyTorch, per output
 ``source``         the model file's path and SHA-256, the exporting library versions
 =================  ==================================================================================
 """
