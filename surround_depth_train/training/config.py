@@ -36,7 +36,7 @@ class DataConfig:
     native_depth: bool = True           # val / test samples also carry GT at native resolution (evaluation)
     masks: str | None = None            # DDAD: SurroundDepth's self-occlusion masks (<masks>/<CAM>/<scene>/mask.png)
     depth_root: str | None = None       # DDAD: SurroundDepth's preprocessed depth (<depth_root>/<scene>/depth/<CAM>/)
-    topic_map: str | None = None        # rosbag: topic map YAML for bags in other layouts (surround_depth_ros/bag/topic_map.py)
+    topic_map: str | None = None        # rosbag: topic map YAML for bags in other layouts (surround_depth_train/data/rosbag/topic_map.py)
     mask_files: list[str] | None = None  # rosbag: per camera ego-body mask images, rig order (white = keep)
     world: str | None = None            # SurroundSim world YAML (None = the default city)
     image_size: tuple[int, int] = (160, 96)
