@@ -3,12 +3,12 @@
     python -m surround_depth_ros.convert nuscenes --root data/nuscenes --version v1.0-mini --scenes scene-0061 --out BAG
     python -m surround_depth_ros.convert ddad --root data/ddad/ddad_train_val --split val --scenes 000150 --out BAG
     python -m surround_depth_ros.convert surroundsim --frames 50 --out BAG
-    common: [--storage mcap|sqlite3] [--images compressed|raw] [--depth] (LiDAR GT depth topics)
+    common: [--storage mcap|sqlite3] [--depth] (LiDAR GT depth topics); nuScenes and DDAD: [--images compressed|raw]
 
 Raw data at native resolution, in the topic layout of ``surround_depth_train.data.rosbag.topics``, every message at
 its own sensor's stamp, TF and odometry at every sensor stamp (see ``surround_depth_ros.bag.scene``). Scenes follow one
 another in the bag, each with its own odom origin. The rig (cameras and LiDAR mount) of the first scene is written
-beside the bag's data as ``<BAG>/rig.yaml``. Broken files are skipped and counted; the bag is closed in every case,
+beside the bag's data as ``<BAG>/rig.yaml``; missing parent folders of ``--out`` are created. Broken files are skipped and counted; the bag is closed in every case,
 so it opens and holds every message written before a failure. Exit status 2 with a one-line message on bad input.
 """
 from __future__ import annotations
@@ -19,21 +19,26 @@ from pathlib import Path
 
 from surround_depth_ros.bag.scene import write_scene
 from surround_depth_ros.bag.writer import BagError, BagWriter
+from surround_depth_train.command_line import prog
 from surround_depth_train.config import ConfigError
+from surround_depth_train.output_path import check_output_dir
 
 __all__ = ['main', 'convert']
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_ros.convert', description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_ros.convert'), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='dataset', required=True)
 
-    def common(p: argparse.ArgumentParser, images: str) -> None:
+    def common(p: argparse.ArgumentParser, images: str | None) -> None:
         p.add_argument('--out', required=True, type=Path, help='the bag directory to create')
         p.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
-        p.add_argument('--images', choices=('compressed', 'raw'), default=images,
-                       help=f'/<cam>/image_raw/compressed (as stored) or /<cam>/image_raw (default {images})')
+        if images is None:  # SurroundSim renders raw pixels: there are no stored JPEGs to pass through
+            p.set_defaults(images='raw')
+        else:
+            p.add_argument('--images', choices=('compressed', 'raw'), default=images,
+                           help=f'/<cam>/image_raw/compressed (as stored) or /<cam>/image_raw (default {images})')
         p.add_argument('--depth', action='store_true', help='also write /<cam>/depth_gt/image (LiDAR GT, 32FC1)')
 
     n = sub.add_parser('nuscenes', help='nuScenes through the devkit')
@@ -56,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--split', default='val', choices=('train', 'val', 'test'),
                    help='which streets (SurroundSim\'s splits have disjoint scene seeds; default val)')
     s.add_argument('--seed-offset', type=int, default=0)
-    common(s, 'raw')
+    common(s, None)
     return parser
 
 
@@ -80,8 +85,8 @@ def _scenes(args: argparse.Namespace):
     else:
         from surround_depth_ros.bag.surroundsim import SurroundSimDrive
 
-        if args.images == 'compressed':
-            raise ConfigError('SurroundSim renders raw pixels: use --images raw')
+        if args.frames < 1:
+            raise ConfigError(f'--frames {args.frames}: write at least one frame')
         try:
             w, h = (int(v) for v in args.size.lower().split('x'))
         except ValueError:
@@ -93,9 +98,13 @@ def _scenes(args: argparse.Namespace):
 
 def convert(args: argparse.Namespace) -> dict:
     """Run one conversion; returns ``{'counts': {topic: n}, 'skipped': n, 'problems': [...], 'scenes': [...]}``."""
+    if args.out.exists():
+        raise ConfigError(f'--out {args.out} already exists; choose a new --out path or remove the old bag')
+    check_output_dir(args.out, '--out')
     scenes = _scenes(args)
     first = next(scenes)  # bad roots, versions and scene names fail here, before the bag exists
     summary = {'counts': {}, 'skipped': 0, 'problems': [], 'scenes': []}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     with BagWriter(args.out, storage=args.storage) as writer:
         first[1].to_yaml(args.out / 'rig.yaml')  # written atomically: complete or absent
         try:

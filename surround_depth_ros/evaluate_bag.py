@@ -3,6 +3,7 @@
     python -m surround_depth_ros.evaluate_bag BAG --model runs/kd/model.pt [--out DIR] [--topic-map map.yaml]
         [--samples N] [--pictures 2] [--baseline results.json] [--backend torch|onnxruntime] [--device cpu]
         [--input-size H W] [--min-depth 0.5] [--max-depth 80] [--max-lidar-gap 0.15] [--mask-files a.png ...]
+        [--allow-teacher]
 
 Reads images, camera_info, LiDAR, TF and odometry from the bag with ``rosbags`` (no ROS install needed), groups the
 cameras with the node's synchroniser on the bag's stamps, runs the node's pipeline (``FrameDecoder`` +
@@ -18,11 +19,53 @@ import json
 import sys
 from pathlib import Path
 
+from surround_depth_train.command_line import prog
+from surround_depth_train.output_path import check_output_dir
+
 __all__ = ['main']
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    from surround_depth_train.config import ConfigError
+
+    if not 0 < args.min_depth < args.max_depth:
+        raise ConfigError(f'--min-depth {args.min_depth:g} --max-depth {args.max_depth:g}: the depth range must '
+                          f'satisfy 0 < min < max (e.g. 0.5 and 80)')
+    if args.pictures < 0 or not args.max_lidar_gap > 0:
+        bad = f'--pictures {args.pictures}' if args.pictures < 0 else f'--max-lidar-gap {args.max_lidar_gap:g}'
+        raise ConfigError(f'{bad}: must be at least 0 pictures and a positive gap in seconds (defaults 2 and 0.15)')
+
+
+def _check_model(path: Path, backend: str, allow_teacher: bool) -> None:
+    """Refuse, before the bag is read, a model the backend cannot run and a teacher without --allow-teacher."""
+    from surround_depth_train.config import ConfigError
+    from surround_depth_train.models.modelfile import ModelInfo, is_onnx_file
+
+    if not path.is_file():
+        raise ConfigError(f'--model: no file at {path}; pass a model.pt (or an .onnx export with --backend '
+                          f'onnxruntime)')
+    onnx = is_onnx_file(path)
+    if onnx and backend == 'torch':
+        raise ConfigError(f'--model {path} is an ONNX export; add --backend onnxruntime to evaluate it')
+    if not onnx and backend == 'onnxruntime':
+        raise ConfigError(f'--model {path} is not an ONNX export; leave --backend out to evaluate a model file with '
+                          f'torch, or export it first (python -m surround_depth_train.export)')
+    if onnx:
+        from surround_depth_train.export.sidecar import read_sidecar
+
+        try:  # the backend refuses a missing or stale sidecar itself, with its own message
+            info = ModelInfo.from_file_dict(read_sidecar(path, verify_hash=False)['model'])
+        except (ValueError, KeyError, TypeError):
+            return
+    else:
+        info = ModelInfo.read(path)
+    if info.is_teacher and not allow_teacher:
+        raise ConfigError(f'--model {path} holds the teacher {info.name}, tens of times slower than a student; '
+                          f'evaluate a distilled student, or pass --allow-teacher to evaluate it anyway')
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_ros.evaluate_bag', description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_ros.evaluate_bag'), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('bag', type=Path, help='a rosbag2 folder (or .mcap / .db3 file)')
     parser.add_argument('--model', required=True, type=Path, help='a model file (model.pt) or an exported .onnx')
@@ -40,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='seconds a LiDAR sweep may precede an image it is scored against')
     parser.add_argument('--mask-files', nargs='*', default=None,
                         help='per camera ego-body mask images in the bag\'s camera order (white = keep)')
+    parser.add_argument('--allow-teacher', action='store_true',
+                        help='evaluate a teacher model (tens of times slower than a student)')
     args = parser.parse_args(argv)
     from surround_depth_ros.bag.evaluation import evaluate_bag, write_report
     from surround_depth_train.data.rosbag.reader import BagInputError
@@ -52,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: --samples {args.samples}: evaluate at least one camera set', file=sys.stderr)
         return 2
     try:
+        _check_numbers(args)
+        _check_model(args.model, args.backend, args.allow_teacher)
+        out = check_output_dir(args.out or args.model.parent / f'eval_bag_{args.bag.name}', '--out')
         topic_map = load_topic_map(args.topic_map)
         if args.mask_files is not None:
             topic_map.mask_files = list(args.mask_files)
@@ -63,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         result, pictures = evaluate_bag(args.bag, args.model, topic_map=topic_map, device=args.device,
                                         backend=args.backend, input_size=args.input_size, samples=args.samples,
                                         pictures=args.pictures, min_depth=args.min_depth, max_depth=args.max_depth,
-                                        max_lidar_gap=args.max_lidar_gap)
+                                        max_lidar_gap=args.max_lidar_gap, allow_teacher=args.allow_teacher)
         if baseline is not None:
             from surround_depth_train.evaluation.report import baseline_metrics
             from surround_depth_train.metrics import delta_t
@@ -72,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
             mean = result['lidar']['mean']
             result['baseline'] = {'path': str(args.baseline), 'name': baseline.get('model', {}).get('name'),
                                   'delta_t': None if None in (base_mean, mean) else delta_t(mean, base_mean)}
-        out = args.out or args.model.parent / f'eval_bag_{args.bag.name}'
         md = write_report(out, result, pictures, baseline)
     except (BagInputError, ConfigError, EngineError, InputError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)

@@ -19,6 +19,8 @@ import argparse
 import sys
 import time
 
+from surround_depth_train.command_line import prog
+
 __all__ = ['main', 'replay']
 
 
@@ -107,7 +109,7 @@ def _wait_for_subscribers(pubs: dict, bag, timeout: float, log) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_ros.replay', description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_ros.replay'), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('bag', help='a rosbag2 folder (or .mcap / .db3 file)')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor (default 1)')

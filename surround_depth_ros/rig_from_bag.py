@@ -12,6 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from surround_depth_train.command_line import prog
+from surround_depth_train.output_path import check_output_file
+
 __all__ = ['main', 'rig_from_bag']
 
 
@@ -25,7 +28,7 @@ def rig_from_bag(bag: str | Path, topic_map=None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_ros.rig_from_bag', description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_ros.rig_from_bag'), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('bag', type=Path)
     parser.add_argument('--out', required=True, type=Path, help='the rig YAML to write')
@@ -36,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     from surround_depth_train.config import ConfigError
 
     try:
+        check_output_file(args.out, '--out')
         rig = rig_from_bag(args.bag, load_topic_map(args.topic_map))
-        if not args.out.parent.is_dir():
-            raise ConfigError(f'the folder of --out {args.out} does not exist; create it first')
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         rig.to_yaml(args.out)
     except (BagInputError, ConfigError) as exc:
         print(f'error: {exc}', file=sys.stderr)

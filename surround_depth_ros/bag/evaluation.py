@@ -30,7 +30,8 @@ __all__ = ['evaluate_bag', 'write_report']
 def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map: TopicMap | None = None,
                  device: str = 'cpu', backend: str = 'torch', input_size: tuple[int, int] | None = None,
                  samples: int | None = None, pictures: int = 2, min_depth: float = 0.5, max_depth: float = 80.0,
-                 max_lidar_gap: float = 0.15, progress: bool = True) -> tuple[dict[str, Any], list[dict]]:
+                 max_lidar_gap: float = 0.15, progress: bool = True, allow_teacher: bool = False
+                 ) -> tuple[dict[str, Any], list[dict]]:
     """Evaluate ``model`` on ``bag`` (module docstring).
 
     Returns:
@@ -54,7 +55,7 @@ def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map:
             source._refuse(f'the LiDAR topic {m.lidar} holds no readable sweep')
         rig = source.rig(ctx)
         engine = DepthEngine(model, device=device, backend=backend, input_size=input_size,
-                             training_cameras=m.training_cameras)
+                             training_cameras=m.training_cameras, allow_teacher=allow_teacher)
         defaults = NodeConfig()
         pipeline = DepthPipeline(engine, rig, settings=CloudSettings(max_range=max_depth),
                                  base_frame=m.base_frame, odom_frame=m.odom_frame)

@@ -72,12 +72,13 @@ class Playback:
             raise BagInputError(f'bag {str(self.path)!r} does not exist; pass a rosbag2 folder (with metadata.yaml)')
         if self.path.suffix == '.bag':
             raise BagInputError(f'{self.path} is a ROS 1 bag; convert it with `rosbags-convert` first')
-        self._reader = Reader(self.path)
-        try:
+        try:  # Reader() itself refuses a folder without metadata.yaml and unknown file types
+            self._reader = Reader(self.path)
             self._reader.open()
         except Exception as exc:  # noqa: BLE001 - rosbags raises many kinds for damaged files
             raise BagInputError(f'bag {str(self.path)!r} cannot be opened ({type(exc).__name__}: {exc}); it is '
-                                f'truncated or damaged, or not a rosbag2') from None
+                                f'truncated or damaged, or not a rosbag2: pass the folder `ros2 bag record` '
+                                f'wrote (with metadata.yaml), or an .mcap / .db3 file') from None
         recorded: dict[str, BagTopic] = {}
         for conn in self._reader.connections:
             recorded[conn.topic] = BagTopic(conn.topic, conn.msgtype, conn.msgcount)

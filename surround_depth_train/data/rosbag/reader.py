@@ -206,6 +206,12 @@ class BagSource:
                 missing.append(self.map.info_topic(cam))
         if missing:
             self._refuse(f'camera topic(s) {missing} are missing')
+        masks = self.map.mask_files
+        if masks and len(masks) != len(self.cameras):
+            self.close()
+            raise BagInputError(f'mask files: {len(masks)} given for the {len(self.cameras)} cameras {self.cameras} '
+                                f'of bag {str(self.path)!r}; give one ego-body mask image per camera, in this order '
+                                f'(--mask-files, data.mask_files)')
         self._check_types()
 
     # ------------------------------------------------------------------------------------------ topics

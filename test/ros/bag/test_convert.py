@@ -198,17 +198,36 @@ def test_a_missing_image_mid_scene_is_skipped_and_counted(tmp_path, dataset_fixt
     assert len(bag[topics.compressed_topic('CAM_BACK')]) == 2 and len(bag[topics.compressed_topic('CAM_FRONT')]) == 3
 
 
-def test_bad_inputs_exit_2_with_the_fix(tmp_path, nuscenes_root, capsys):
-    assert main(['nuscenes', '--root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'a')]) == 2
-    assert 'does not exist' in capsys.readouterr().err and not (tmp_path / 'a').exists()
-    assert main(['nuscenes', '--root', str(nuscenes_root), '--version', 'v1.0-trainval',
-                 '--out', str(tmp_path / 'b')]) == 2
-    assert "no v1.0-trainval/ table folder" in capsys.readouterr().err
-    assert main(['nuscenes', '--root', str(nuscenes_root), '--scenes', 'scene-9999', '--out', str(tmp_path / 'c')]) == 2
-    assert 'scene-9999' in capsys.readouterr().err
+@pytest.mark.parametrize('args, fragment', [
+    (['nuscenes', '--root', '{tmp}/nowhere'], 'does not exist'),
+    (['nuscenes', '--root', '{nuscenes}', '--version', 'v1.0-trainval'], 'no v1.0-trainval/ table folder'),
+    (['nuscenes', '--root', '{nuscenes}', '--scenes', 'scene-9999'], 'scene-9999'),
+    (['surroundsim', '--frames', '1', '--size', '64x32', '--out', '{tmp}/taken'], '--out {tmp}/taken already exists'),
+    (['surroundsim', '--frames', '1', '--out', '{tmp}/notes.txt/bag'], '--out: {tmp}/notes.txt/bag cannot be created'),
+    (['surroundsim', '--frames', '1', '--out', '/proc/surround_depth_bag'], '--out: cannot write'),
+    (['surroundsim', '--frames', '0'], '--frames 0: write at least one frame'),
+    (['surroundsim', '--size', '64'], "--size '64': expected WIDTHxHEIGHT"),
+])
+def test_bad_inputs_exit_2_with_one_line_naming_the_fix_and_write_nothing(tmp_path, nuscenes_root, capsys, args,
+                                                                          fragment):
     (tmp_path / 'taken').mkdir()
-    assert main(['surroundsim', '--frames', '1', '--size', '64x32', '--out', str(tmp_path / 'taken')]) == 2
-    assert 'already exists' in capsys.readouterr().err
+    (tmp_path / 'notes.txt').write_text('not a folder')
+    before = sorted(tmp_path.rglob('*'))
+    args = [a.format(tmp=tmp_path, nuscenes=nuscenes_root) for a in args]
+    args += [] if '--out' in args else ['--out', str(tmp_path / 'out' / 'bag')]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and len(err.strip().splitlines()) == 1 and fragment.format(tmp=tmp_path) in err
+    assert sorted(tmp_path.rglob('*')) == before
+
+
+def test_surroundsim_offers_no_compressed_images_and_out_gets_its_missing_parents(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(['surroundsim', '--images', 'compressed', '--out', str(tmp_path / 'bag')])
+    assert exit_.value.code == 2 and '--images' in capsys.readouterr().err
+    out = tmp_path / 'bags' / 'sim'
+    assert main(['surroundsim', '--frames', '1', '--size', '64x32', '--out', str(out)]) == 0
+    assert (out / 'metadata.yaml').is_file() and (out / 'rig.yaml').is_file()
 
 
 def test_a_failure_mid_scene_leaves_a_bag_that_opens_with_every_message_before_it(tmp_path):
