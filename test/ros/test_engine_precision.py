@@ -59,3 +59,28 @@ def test_engine_runs_bf16_on_a_cpu_with_avx512_bf16_within_tolerance_of_fp32(stu
 def test_engine_says_int8_runs_through_an_onnx_export(student_file):
     with pytest.raises(EngineError, match='export --int8.*backend: onnxruntime'):
         DepthEngine(student_file, precision='int8')
+
+
+@pytest.fixture(scope='module')
+def int8_file(tmp_path_factory, student_file):
+    from surround_depth_train.export.calibration import calibration_from_dataset
+    from surround_depth_train.export.int8 import export_int8
+
+    out = tmp_path_factory.mktemp('engine_int8')
+    calibration = calibration_from_dataset([f'data.cache_dir={out / "cache"}'], input_size=INPUT, samples=1,
+                                           check_samples=1)
+    return export_int8(student_file, out / 'tiny.int8.onnx', calibration, log=lambda _: None).onnx_path
+
+
+def test_engine_runs_an_int8_export_through_onnxruntime_close_to_fp32(student_file, int8_file):
+    images, K = _camera_set()
+    fp32 = np.stack(DepthEngine(student_file).predict(images, K).depths)
+    engine = DepthEngine(int8_file, backend='onnxruntime', precision='int8')
+    depth = np.stack(engine.predict(images, K).depths)
+    assert engine.backend.precision == 'int8'
+    assert np.median(np.abs(depth - fp32) / fp32) < 0.05
+
+
+def test_engine_asks_for_the_precision_an_onnx_file_was_exported_in(int8_file):
+    with pytest.raises(EngineError, match='exported in int8.*set precision: int8'):
+        DepthEngine(int8_file, backend='onnxruntime')
