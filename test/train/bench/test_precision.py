@@ -1,0 +1,46 @@
+"""The reduced-precision benchmark runs end to end at a tiny size: four paths per model, each with its speed against
+fp32 torch and its test-split accuracy (no timing is judged)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from surround_depth_train.bench.precision import PATHS, main
+from surround_depth_train.models import create_model, save_model
+
+
+@pytest.fixture(scope='module')
+def tiny_mb(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('bench_precision') / 'tiny_mb.pt'
+    return save_model(path, create_model('tiny_student_mb'), name='tiny_student_mb', kwargs={}, input_size=(64, 96))
+
+
+def test_precision_benchmark_prints_four_paths_with_speed_and_accuracy_side_by_side(tiny_mb, tmp_path, capsys):
+    code = main(['--models', f'monodepth2_mb={tiny_mb}', '--size', '96x64', '--repeats', '1', '--threads', '1',
+                 '--calibration-samples', '1', '--eval-samples', '1', f'data.cache_dir={tmp_path}',
+                 'data.test_samples=1'])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r'^monodepth2_mb\s+(fp32 torch|bf16 torch|fp32 onnxruntime|int8 onnxruntime)(?: \([a-z, ]+\))?\s+'
+        r'([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)\s+([+-][\d.]+)%$', out, re.MULTILINE)}
+    assert set(rows) == set(PATHS)
+    assert rows['fp32 torch'][2] == '1.00' and rows['fp32 torch'][5] == '+0.00'
+    assert all(0.0 < float(r[3]) for r in rows.values())  # an AbsRel for every path
+    assert 'accuracy: tiny_student_mb at 96x64' in out
+    assert re.search(r'monodepth2_mb: fastest .* at [\d.]+x fp32 torch, AbsRel [+-][\d.]+ %', out)
+
+
+def test_precision_benchmark_names_a_missing_model_file_in_one_line(tmp_path, capsys):
+    assert main(['--models', f'monodepth2_mb={tmp_path / "missing.pt"}']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: no model file for monodepth2_mb=') and err.count('\n') == 1
+
+
+def test_precision_benchmark_refuses_a_models_entry_without_a_label(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(['--models', 'model.pt'])
+    assert exit_info.value.code == 2 and 'LABEL=MODEL_FILE' in capsys.readouterr().err
