@@ -33,7 +33,7 @@ class NodeConfig:
     model_file: str = ''
     backend: str = 'torch'                 # torch | onnxruntime
     device: str = 'cpu'                    # cpu | cuda | cuda:N | auto
-    precision: str = 'fp32'                # fp32 | fp16 | bf16 (GPU)
+    precision: str = 'fp32'                # fp32 | fp16 (GPU) | bf16 (GPU, CPU with native bf16) | int8 (onnx)
     input_size: list[int] = field(default_factory=list)  # [height, width] override, fully convolutional students
     allow_teacher: bool = False
     focal_correction: bool = False
@@ -87,8 +87,8 @@ class NodeConfig:
         """Raise :class:`NodeConfigError` for values the node cannot run with."""
         if self.backend not in ('torch', 'onnxruntime'):
             raise NodeConfigError(f'backend: {self.backend!r} is not torch or onnxruntime')
-        if self.precision not in ('fp32', 'fp16', 'bf16'):
-            raise NodeConfigError(f'precision: {self.precision!r} is not fp32, fp16 or bf16')
+        if self.precision not in ('fp32', 'fp16', 'bf16', 'int8'):
+            raise NodeConfigError(f'precision: {self.precision!r} is not fp32, fp16, bf16 or int8')
         if self.input_size and (len(self.input_size) != 2 or min(self.input_size) <= 0):
             raise NodeConfigError(f'input_size: give [height, width] or [], got {self.input_size}')
         for name in ('image_topics', 'camera_info_topics', 'mask_files'):

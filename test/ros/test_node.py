@@ -77,6 +77,7 @@ class Client:
         self.depth_reliable = {c: [] for c in CAMS}  # as RViz subscribes
         self.depth_info = {c: [] for c in CAMS}
         self.clouds, self.diagnostics = [], []
+        self.sent_images = {}  # (camera, stamp ns) -> the RGB array published
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         for c in CAMS:
             self.node.create_subscription(Image, topics.depth_topic(c), self._keep(self.depth[c]),
@@ -108,7 +109,9 @@ class Client:
         if encoding == '32FC1':
             fields = image_fields(self.rng.random(size, dtype=np.float32), encoding)
         else:
-            fields = image_fields(self.rng.integers(0, 256, (*size, 3), dtype=np.uint8), encoding)
+            pixels = self.rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            self.sent_images[(cam, stamp_ns)] = pixels
+            fields = image_fields(pixels, encoding)
         image = fill_message(self.header(Image(), stamp_ns, f'{cam}_optical_frame'), fields)
         K = _K() if K is None else K
         info = self.header(CameraInfo(), stamp_ns, f'{cam}_optical_frame')
@@ -448,3 +451,35 @@ def test_node_runs_an_onnx_export_end_to_end_with_confidence(model_file, tmp_pat
             conf = depth_image_to_array(confidence[cam][-1])
             assert conf.shape == (H, W) and np.nanmin(conf) >= 0.0 and np.nanmax(conf) <= 1.0
         assert 'onnxruntime' in log.read_text() and proc.poll() is None
+
+
+def test_node_runs_an_int8_export_end_to_end_close_to_the_fp32_model(model_file, tmp_path):
+    from surround_depth_ros.engine import DepthEngine
+    from surround_depth_train.export.calibration import calibration_from_dataset
+    from surround_depth_train.export.int8 import export_int8
+
+    calibration = calibration_from_dataset([f'data.cache_dir={tmp_path / "cache"}'], input_size=(64, 96),
+                                           samples=1, check_samples=1)
+    int8 = export_int8(model_file, tmp_path / 'tiny.int8.onnx', calibration, log=lambda line: None).onnx_path
+    parameters = {'model_file': str(int8), 'backend': 'onnxruntime', 'precision': 'int8',
+                  'rig_file': str(REPO / 'config' / 'rigs' / 'surroundsim.yaml'), 'timeout': 0.4,
+                  'publish': ['depth', 'cloud']}
+    domain = str(51 + os.getpid() % 49)  # the ONNX node's range: that node has stopped
+    with _running_node(tmp_path, parameters, domain) as (client, proc, log):
+        sent = _pace(client, 2)
+        assert client.wait_for(lambda: all(client.depth_reliable[c] for c in CAMS))
+        stamps = {c: {s[c] for s in sent} for c in CAMS}
+        depths, images = {}, []
+        for cam in CAMS:
+            message = client.depth_reliable[cam][-1]
+            stamp = stamp_to_ns(message.header.stamp)
+            assert stamp in stamps[cam] and (message.height, message.width) == (H, W)
+            depths[cam] = depth_image_to_array(message)
+            images.append(client.sent_images[(cam, stamp)])
+        assert '(int8, onnxruntime)' in log.read_text() and proc.poll() is None
+    # The same images through the fp32 model: the int8 node's depth is close to it.
+    fp32 = DepthEngine(model_file).predict(images, [_K()] * len(CAMS), names=list(CAMS)).depths
+    for cam, reference in zip(CAMS, fp32):
+        valid = np.isfinite(depths[cam])
+        assert valid.mean() > 0.9
+        assert np.median(np.abs(depths[cam][valid] - reference[valid]) / reference[valid]) < 0.05
