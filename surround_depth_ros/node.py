@@ -24,6 +24,7 @@ import rclpy
 import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -45,6 +46,7 @@ from surround_depth_train.data.rosbag.messages import (InputError, cloud_to_xyz,
 from surround_depth_train.data.rosbag.sync import ApproximateTimeSync, CameraSet
 from surround_depth_train.geometry.rig import CameraRig, RigError
 from surround_depth_train.geometry.transforms import TransformBuffer, make_transform
+from surround_depth_train.models.modelfile import is_onnx_file
 from surround_depth_train.resources import resolve_path
 
 __all__ = ['SurroundDepthNode', 'NodeStartError', 'main']
@@ -133,11 +135,19 @@ class SurroundDepthNode(Node):
         values = {}
         for f in fields(NodeConfig):
             default = getattr(defaults, f.name)
-            descriptor = ParameterDescriptor(read_only=f.name not in RUNTIME_PARAMETERS)
-            if isinstance(default, list) and not default:
-                self.declare_parameter(f.name, _ARRAY_TYPES.get(f.name, Parameter.Type.STRING_ARRAY), descriptor)
-            else:
-                self.declare_parameter(f.name, default, descriptor)
+            # a float parameter takes an int too (-p min_depth:=5); NodeConfig.from_mapping makes it a float
+            descriptor = ParameterDescriptor(read_only=f.name not in RUNTIME_PARAMETERS,
+                                             dynamic_typing=isinstance(default, float))
+            try:
+                if isinstance(default, list) and not default:
+                    self.declare_parameter(f.name, _ARRAY_TYPES.get(f.name, Parameter.Type.STRING_ARRAY),
+                                           descriptor)
+                else:
+                    self.declare_parameter(f.name, default, descriptor)
+            except InvalidParameterTypeException as exc:
+                problem = str(exc).rsplit(':', 1)[0]
+                raise NodeStartError(f'parameter {f.name}: {problem}; give a value of that type (default '
+                                     f'{default!r}, config/depth_node.yaml)') from None
             param = self.get_parameter_or(f.name, Parameter(f.name, value=default))
             value = param.value if param.type_ != Parameter.Type.NOT_SET else default
             values[f.name] = list(value) if isinstance(default, list) else value
@@ -173,6 +183,12 @@ class SurroundDepthNode(Node):
             raise NodeStartError('model_file is empty: give the model file to run (the model.pt a training run '
                                  'wrote, or an .onnx with backend: onnxruntime)')
         path = resolve_path(c.model_file)
+        if path.is_file() and is_onnx_file(path) != (c.backend == 'onnxruntime'):
+            kind, backend = ('an ONNX export', 'onnxruntime') if c.backend == 'torch' else ('not an ONNX export',
+                                                                                             'torch')
+            raise NodeStartError(f'model_file {path} is {kind} but backend is {c.backend}: set backend: {backend}, '
+                                 f'or give a model_file for backend {c.backend} (torch: a model.pt; onnxruntime: an '
+                                 f'.onnx from python -m surround_depth_train.export)')
         try:
             training_cameras = c.training_camera_map(self.cameras)
         except NodeConfigError as exc:
@@ -183,7 +199,7 @@ class SurroundDepthNode(Node):
                                focal_tolerance=c.focal_tolerance, onnx_providers=c.onnx_providers,
                                allow_provider_fallback=c.allow_provider_fallback, training_cameras=training_cameras,
                                logger=self.get_logger().warning)
-        except (EngineError, OSError) as exc:
+        except (EngineError, OSError, ValueError) as exc:  # ValueError: the model or ONNX file's own errors
             raise NodeStartError(f'cannot load the model: {exc}') from None
 
     def _load_masks(self) -> dict[str, np.ndarray]:
@@ -317,7 +333,7 @@ class SurroundDepthNode(Node):
                 model_lo, model_hi = self.engine.depth_range
                 raise NodeConfigError(f'min_depth/max_depth: the depth range would be empty ({lo} to {hi} m; 0 stands '
                                       f'for the model\'s {model_lo} to {model_hi} m)')
-        except (NodeConfigError, TypeError) as exc:
+        except (NodeConfigError, TypeError, ValueError) as exc:  # ValueError: a float parameter set to text
             return SetParametersResult(successful=False, reason=str(exc))
         self.config = candidate
         self.pipeline.settings = self._cloud_settings()
@@ -461,10 +477,60 @@ def _spin(executor: SingleThreadedExecutor) -> None:
         pass
 
 
+def usage() -> str:
+    """``--help``: how to start the node and every parameter with its default."""
+    from surround_depth_train.command_line import prog
+
+    defaults = NodeConfig()
+    lines = [f'usage: {prog("surround_depth_ros.node")} [--help] --ros-args [--params-file FILE] [-p NAME:=VALUE ...]',
+             '', __doc__.strip().split('\n')[0], '',
+             'e.g. --ros-args --params-file config/depth_node.yaml (every parameter, commented), or',
+             '     --ros-args -p model_file:=runs/kd/model.pt -p rig_file:=config/rigs/surroundsim.yaml', '',
+             'parameters (* = changeable at runtime with ros2 param set):']
+    lines += [f'  {f.name}{"*" if f.name in RUNTIME_PARAMETERS else ""} = {getattr(defaults, f.name)!r}'
+              for f in fields(NodeConfig)]
+    return '\n'.join(lines)
+
+
+def check_arguments(args: list[str]) -> str | None:
+    """The problem with the command line, found before ROS starts (rcl's own messages are tracebacks), or None."""
+    from pathlib import Path
+
+    ros = args.index('--ros-args') if '--ros-args' in args else len(args)
+    for i, arg in enumerate(args[ros:], ros):
+        if arg == '--params-file':
+            path = args[i + 1] if i + 1 < len(args) else ''
+            if not path or not Path(path).is_file():
+                return (f'--params-file {path!r} does not exist; pass the node\'s parameters YAML, e.g. '
+                        f'config/depth_node.yaml')
+            import yaml
+
+            try:
+                yaml.safe_load(Path(path).read_text())
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, 'problem_mark', None)
+                where = f'{path}:{mark.line + 1}' if mark is not None else path
+                return f'--params-file {where}: malformed YAML ({getattr(exc, "problem", None) or exc}); fix that line'
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``surround_depth_node``."""
+    args = list(argv if argv is not None else sys.argv)
+    before_ros = args[1:args.index('--ros-args')] if '--ros-args' in args else args[1:]
+    if '--help' in before_ros or '-h' in before_ros:
+        print(usage())
+        return 0
+    problem = check_arguments(args)
+    if problem:
+        print(f'[{NODE_NAME}] error: {problem}', file=sys.stderr, flush=True)
+        return 2
     ensure_allocator_settings()
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as exc:  # rcl's RCLError, e.g. a params file that is not valid YAML
+        print(f'[{NODE_NAME}] error: {str(exc).splitlines()[0]}; fix the --ros-args', file=sys.stderr, flush=True)
+        return 2
     try:
         node = SurroundDepthNode()
     except NodeStartError as exc:
