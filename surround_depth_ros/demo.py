@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.resources import resource_path
 
 __all__ = ['main', 'run_chain']
@@ -203,7 +204,7 @@ def write_demo_report(out: Path, *, offline_base: dict, offline_kd: dict, live: 
           f'- sets emitted by the synchroniser {pipeline.get("sets_emitted", "-")}, published '
           f'{pipeline.get("sets_published", "-")}, dropped under load {pipeline.get("dropped_sets", "-")}, '
           f'partial {pipeline.get("partial_sets", "-")}; allocator: {pipeline.get("allocator", "-")}', '',
-          diagnostics_table(live['live'])]
+          diagnostics_table(live['live'], at_the_end=False)]
     md += ['', '## Depth (distilled student, offline on the bag)', '']
     md += [f'![{Path(p).stem}](offline_kd/{p})' for p in offline_kd.get('pictures', []) if 'mosaic' in p]
     md += ['', '## The fused cloud over the LiDAR (bird\'s-eye view)', '']
@@ -328,11 +329,44 @@ def run_chain(out: Path, *, quick: bool = False, frames: int | None = None, rate
     return report
 
 
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """What makes the chain fail later (a model file the node cannot run, an output folder that cannot be
+    written, counts below 1), found in the first seconds, before anything is written; None when fine."""
+    from surround_depth_train.config import ConfigError
+    from surround_depth_train.models.modelfile import ModelFileError, ModelInfo, is_onnx_file
+    from surround_depth_train.output_path import check_output_dir
+
+    if args.frames is not None and args.frames < 1:
+        return f'--frames {args.frames}: the bag needs at least one frame'
+    if args.rate is not None and not args.rate > 0:
+        return f'--rate {args.rate:g}: the replay rate must be positive (e.g. 0.25)'
+    for option in ('baseline', 'distilled'):
+        path = getattr(args, option)
+        if path is None:
+            continue
+        fix = 'pass the model.pt of a training run (or leave --baseline and --distilled out)'
+        if not path.is_file():
+            return f'--{option} {path}: no such file; {fix}'
+        if is_onnx_file(path):
+            return f'--{option} {path} is an ONNX export; the demo deploys model files: {fix}'
+        try:
+            info = ModelInfo.read(path)
+        except ModelFileError as exc:
+            return f'--{option}: {exc}'
+        if info.is_teacher:
+            return f'--{option} {path} holds the teacher {info.name}, which the node does not deploy; {fix}'
+    try:
+        check_output_dir(args.out, '--out')
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     import surround_depth_train
 
     parser = argparse.ArgumentParser(
-        prog='surround_depth_demo', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog('surround_depth_ros.demo'), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f'surround_depth_train {surround_depth_train.__version__} from '
                f'{Path(surround_depth_train.__file__).parent}; surround_depth_ros from {Path(__file__).parent}')
     parser.add_argument('--out', type=Path, default=Path('outputs/demo'), help='output folder')
@@ -350,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.baseline is None) != (args.distilled is None):
         parser.error('give both --baseline and --distilled (or neither: the demo trains both at toy scale)')
+    problem = check_arguments(args)
+    if problem:
+        print(f'error: {problem}', file=sys.stderr)
+        return 2
     from surround_depth_train.shipped import ShippingError, read_shipped
 
     start = time.monotonic()

@@ -114,6 +114,7 @@ class LiveEvaluator(Node):
         stamp = stamp_to_ns(msg.header.stamp) * 1e-9
         with self.lock:
             self.received['lidar'] += 1
+            self._replay_running()
             sweeps = self.scorer.sweeps
             if len(sweeps) and stamp < sweeps.stamps[-1] - 1.0:  # the replay looped: a new drive
                 del sweeps.stamps[:], sweeps.points[:]
@@ -130,6 +131,7 @@ class LiveEvaluator(Node):
         stamp, frames = ns * 1e-9, (self.scorer.odom_frame, self.scorer.base_frame)
         with self.lock:
             self.received['odom'] += 1
+            self._replay_running()
             try:
                 lo, hi = self.scorer.transforms.time_range(*frames)
                 if stamp < hi - 1.0:  # the replay looped: forget the old trajectory (as the node does)
@@ -147,19 +149,20 @@ class LiveEvaluator(Node):
             if self.cloud_picture is None and len(self._clouds) < 5:
                 self._clouds.append((stamp_to_ns(msg.header.stamp) * 1e-9, msg))
 
+    def _replay_running(self) -> None:
+        """A replayed message (odometry, LiDAR) arrived: the statuses received so far were published while the bag
+        still played, so they are what was true while the node had input (the caller holds the lock)."""
+        self.diagnostics_during = dict(self.diagnostics)
+
     def _on_diagnostics(self, msg: Any) -> None:
         with self.lock:
             self.received['diagnostics'] += 1
-            # "during": the latest status while depth was still coming (within 1 s of the last depth image);
-            # "at the end" (self.diagnostics): the latest of all, after the replay stopped
-            flowing = self.last_output is not None and time.monotonic() - self.last_output < 1.0
+            # "during" (self.diagnostics_during): the latest statuses before the last replayed message, so never the
+            # silent cameras after the replay ended; "at the end" (self.diagnostics): the latest of all
             for status in msg.status:
                 level = status.level[0] if isinstance(status.level, (bytes, bytearray)) else int(status.level)
-                entry = {'level': int(level), 'message': status.message,
-                         'values': {kv.key: kv.value for kv in status.values}}
-                self.diagnostics[status.name] = entry
-                if flowing:
-                    self.diagnostics_during[status.name] = entry
+                self.diagnostics[status.name] = {'level': int(level), 'message': status.message,
+                                                 'values': {kv.key: kv.value for kv in status.values}}
 
     # ---------------------------------------------------------------------------------------------- scoring
     def _ready(self, stamp: float) -> bool:
@@ -248,14 +251,18 @@ def _float(value: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def diagnostics_table(live: dict[str, Any]) -> str:
-    """Markdown: each status of the node around its last published depth image, and at the end (the cameras
-    are silent by then: the replay is over)."""
+def diagnostics_table(live: dict[str, Any], at_the_end: bool = True) -> str:
+    """Markdown: each status of the node as it last stood while the bag played (published before the last
+    replayed message); with ``at_the_end`` also the last one received, after the replay (the cameras are silent
+    by then, as they should be)."""
     names = ('OK', 'WARN', 'ERROR', 'STALE')
     fmt = (lambda d: '-' if d is None else f'{names[min(d["level"], 3)]}: {d["message"]}')  # noqa: E731
-    rows = ['| status | when the node published its last depth (within 1 s) | at the end, after the replay |',
-            '|---|---|---|']
     during, last = live.get('diagnostics_during', {}), live['diagnostics']
+    if not at_the_end:
+        rows = ['| status | while the bag played (the last status before the replay ended) |', '|---|---|']
+        return '\n'.join(rows + [f'| {name} | {fmt(during[name])} |' for name in sorted(during)])
+    rows = ['| status | while the bag played (the last status before the replay ended) | at the end, after the '
+            'replay (silent cameras expected) |', '|---|---|---|']
     for name in sorted(set(during) | set(last)):
         rows.append(f'| {name} | {fmt(during.get(name))} | {fmt(last.get(name))} |')
     return '\n'.join(rows)
