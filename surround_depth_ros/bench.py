@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.resources import resource_path
 
 __all__ = ['main']
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ensure_allocator_settings()  # the node process gets the same (it re-executes itself with them)
     os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')  # both ends: large images over DDS
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_ros.bench', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_ros.bench'), description=__doc__.split('\n')[0])
     parser.add_argument('--models', default='monodepth2_mb,tiny_student_mb')
     parser.add_argument('--sets', type=int, default=12, help='camera sets timed through the node')
     parser.add_argument('--repeats', type=int, default=7, help='timed engine calls')
