@@ -10,6 +10,7 @@ BENCHMARKS = {
     'train': 'training throughput with and without distillation, teacher share of step time',
     'onnx': 'six-camera set latency on CPU: torch as deployed vs the ONNX Runtime export, and their ratio',
     'precision': 'fp32 / bf16 torch and fp32 / int8 ONNX Runtime on CPU: latency, speed and test-split accuracy',
+    'memory': 'peak RSS of each README training command (a few steps each, one process each)',
 }
 
 
