@@ -94,7 +94,7 @@ def _node_times(path: Path, images: list[np.ndarray], K: np.ndarray, sets: int, 
     height, width = images[0].shape[:2]
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / 'params.yaml'
-        params.write_text(yaml.safe_dump({'surround_depth_node': {'ros__parameters': {
+        params.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
             'model_file': str(path), 'rig_file': str(resource_path(RIG)),
             'diagnostics_period': 0.5, 'timeout': max(1.0, 3 * period)}}}))
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), FASTDDS_BUILTIN_TRANSPORTS='LARGE_DATA')

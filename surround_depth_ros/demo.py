@@ -67,7 +67,7 @@ def run_live(out: Path, bag: Path, model: Path, masks: list[str], *, rate: float
     logs = out / 'logs'
     logs.mkdir(parents=True, exist_ok=True)
     params = out / 'node_params.yaml'
-    params.write_text(yaml.safe_dump({'surround_depth_node': {'ros__parameters': {
+    params.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
         'model_file': str(model), 'rig_file': str(bag / 'rig.yaml'), 'mask_files': list(masks),
         'lidar_topic': '/lidar/points', 'diagnostics_period': 0.5, 'publish': ['depth', 'depth_info', 'cloud']}}},
         sort_keys=False))

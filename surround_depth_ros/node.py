@@ -11,6 +11,7 @@ launch file), or ``python -m surround_depth_ros.node --ros-args ...`` where no R
 """
 from __future__ import annotations
 
+import signal
 import statistics
 import sys
 import threading
@@ -25,10 +26,11 @@ import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from surround_depth_ros.engine import DepthEngine, EngineError
@@ -140,8 +142,8 @@ class SurroundDepthNode(Node):
                                              dynamic_typing=isinstance(default, float))
             try:
                 if isinstance(default, list) and not default:
-                    self.declare_parameter(f.name, _ARRAY_TYPES.get(f.name, Parameter.Type.STRING_ARRAY),
-                                           descriptor)
+                    self._declare_empty_list(f.name, _ARRAY_TYPES.get(f.name, Parameter.Type.STRING_ARRAY),
+                                             read_only=descriptor.read_only)
                 else:
                     self.declare_parameter(f.name, default, descriptor)
             except InvalidParameterTypeException as exc:
@@ -155,6 +157,20 @@ class SurroundDepthNode(Node):
             return NodeConfig.from_mapping(values)
         except NodeConfigError as exc:
             raise NodeStartError(str(exc)) from None
+
+    def _declare_empty_list(self, name: str, array_type: Parameter.Type, read_only: bool) -> None:
+        """Declare a list parameter whose default is empty, so that ``get_parameters`` returns a typed ``[]``.
+
+        rclpy cannot declare a typed empty list (it infers a byte array from ``[]``), and a parameter declared with
+        a type but no value answers ``get_parameters``/``ros2 param get`` with nothing. So: declare it writable
+        with its type, set ``[]`` of that type where no override gave a value, then make it read-only.
+        """
+        declared = self.declare_parameter(name, array_type, ParameterDescriptor(type=array_type.value))
+        if declared.type_ == Parameter.Type.NOT_SET:
+            result = self.set_parameters([Parameter(name, array_type, [])])[0]
+            if not result.successful:
+                raise NodeStartError(f'parameter {name}: cannot set its default [] ({result.reason})')
+        self.set_descriptor(name, ParameterDescriptor(type=array_type.value, read_only=read_only))
 
     def _load_rig(self) -> CameraRig:
         if not self.config.rig_file:
@@ -470,11 +486,13 @@ class SurroundDepthNode(Node):
         super().destroy_node()
 
 
-def _spin(executor: SingleThreadedExecutor) -> None:
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:
+    """The executor's thread: callbacks until ``stop`` is set or the context is shut down elsewhere."""
+    while not stop.is_set():
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except (ExternalShutdownException, ShutdownException):
+            break
 
 
 def usage() -> str:
@@ -526,8 +544,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f'[{NODE_NAME}] error: {problem}', file=sys.stderr, flush=True)
         return 2
     ensure_allocator_settings()
+    # SIGINT and SIGTERM only ask the main loop to stop; the clean-up then runs once, in order. Under `ros2 launch`
+    # one Ctrl-C reaches the node twice (the terminal's SIGINT to the process group, then launch's own), and with
+    # rclpy's handlers (or KeyboardInterrupt) the second one cut the clean-up short: the node died by the signal, or
+    # exited with the DDS participant and rclpy's signal thread still running ("terminate called without an
+    # active exception", exit -6).
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except RuntimeError as exc:  # rcl's RCLError, e.g. a params file that is not valid YAML
         print(f'[{NODE_NAME}] error: {str(exc).splitlines()[0]}; fix the --ros-args', file=sys.stderr, flush=True)
         return 2
@@ -543,13 +569,15 @@ def main(argv: list[str] | None = None) -> int:
     # on every pass (MALLOC_ARENA_MAX=1 recovered most of it).
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=_spin, args=(executor,), name='surround_depth_executor', daemon=True)
+    spinner = threading.Thread(target=_spin, args=(executor, stop), name='surround_depth_executor', daemon=True)
     spinner.start()
     try:
-        node.worker.run(keep_going=lambda: rclpy.ok() and spinner.is_alive())
-    except KeyboardInterrupt:
-        pass
+        node.worker.run(keep_going=lambda: not stop.is_set() and rclpy.ok() and spinner.is_alive())
     finally:
+        # the executor's thread ends before the node is destroyed: a callback still running then would keep the
+        # node's handles (and with them the DDS participant) alive into the interpreter's exit
+        stop.set()
+        spinner.join()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

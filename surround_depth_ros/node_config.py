@@ -1,5 +1,5 @@
 """The node's parameters as one typed dataclass (no rclpy): declared up front by the node, loaded from
-``config/depth_node.yaml`` (``surround_depth_node: ros__parameters:``), validated here.
+``config/depth_node.yaml`` (``/**: ros__parameters:``, any name and namespace), validated here.
 
 Empty strings and lists mean "derive it": camera names from the rig file, topics from :mod:`topics`, depth limits
 from the model file. Parameters in :data:`RUNTIME_PARAMETERS` can be changed while the node runs

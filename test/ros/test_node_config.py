@@ -17,7 +17,7 @@ LAUNCH = REPO / 'launch' / 'depth.launch.py'
 
 
 def _params_file():
-    return yaml.safe_load(PARAMS.read_text())['surround_depth_node']['ros__parameters']
+    return yaml.safe_load(PARAMS.read_text())['/**']['ros__parameters']
 
 
 def _launch_module():
