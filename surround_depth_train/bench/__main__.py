@@ -4,6 +4,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from surround_depth_train.command_line import prog
+
 BENCHMARKS = {
     'render': 'SurroundSim rendering rate and per-stage times',
     'models': 'student / head / teacher latencies on CPU and the head cost ratio',
@@ -17,7 +19,7 @@ BENCHMARKS = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ('-h', '--help') or (argv[0] not in BENCHMARKS and argv[0] != 'all'):
-        print('usage: python -m surround_depth_train.bench {%s|all} [args]' % '|'.join(BENCHMARKS))
+        print(f'usage: {prog("surround_depth_train.bench")} {{{"|".join(BENCHMARKS)}|all}} [args]')
         for name, what in BENCHMARKS.items():
             print(f'  {name:9s} {what}')
         return 0 if argv and argv[0] in ('-h', '--help') else 2

@@ -65,7 +65,7 @@ def measure(args: list[str], *, steps: int, out_dir: Path, log: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.bench.memory'), description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.bench') + ' memory', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--steps', type=int, default=3, help='training steps per command (default 3)')
     parser.add_argument('--only', action='append', choices=sorted(COMMANDS), help='this command only (repeatable)')
