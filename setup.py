@@ -61,6 +61,7 @@ setup(
         *_tree('config'),          # the node's params, the RViz file, rigs, train, experiments, surroundsim worlds
         *_tree(SHIPPED_MODELS),
     ],
+    python_requires='>=3.10',  # Humble's; test/test_python_versions.py checks the code against it
     install_requires=['setuptools', 'numpy', 'pyyaml'],
     extras_require={'test': ['pytest', 'pytest-timeout']},
     zip_safe=True,

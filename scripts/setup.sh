@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Idempotent setup: creates .venv with the pinned requirements and installs this package editable.
 # Re-running is cheap: a stamp records the hash of the requirement files that were installed last.
+# ROS_WHEELS picks the ROS 2 release whose client wheels come from PyPI (when no ROS 2 is sourced):
+#   kilted (default) -> .venv with requirements-ros.txt; jazzy -> .venv-jazzy with requirements-ros-jazzy.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=${VENV:-.venv}
+ROS_WHEELS=${ROS_WHEELS:-kilted}
+case "$ROS_WHEELS" in
+  kilted) ros_requirements=requirements-ros.txt; default_venv=.venv ;;
+  jazzy) ros_requirements=requirements-ros-jazzy.txt; default_venv=.venv-jazzy ;;
+  *) echo "error: ROS_WHEELS=$ROS_WHEELS is not a release with wheels here; use kilted or jazzy" >&2; exit 2 ;;
+esac
+VENV=${VENV:-$default_venv}
 PY=${PYTHON:-python3}
 stamp="$VENV/.surround_depth_stamp"
 
@@ -13,7 +21,7 @@ if [ -n "${ROS_DISTRO:-}" ]; then
 else
   ros_mode="pypi"
 fi
-want=$(cat requirements.txt requirements-ros.txt setup.py package.xml | sha256sum | cut -d' ' -f1)-$ros_mode
+want=$(cat requirements.txt "$ros_requirements" setup.py package.xml | sha256sum | cut -d' ' -f1)-$ros_mode
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c 'import surround_depth_train, torch' 2>/dev/null; then
   exit 0
@@ -31,8 +39,8 @@ echo "[setup] installing pinned requirements into $VENV (first run takes a few m
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -r requirements.txt
 if [ "$ros_mode" = "pypi" ]; then
-  echo "[setup] no ROS 2 sourced: installing the ROS 2 client wheels from PyPI"
-  "$VENV/bin/python" -m pip install -q -r requirements-ros.txt
+  echo "[setup] no ROS 2 sourced: installing the ROS 2 $ROS_WHEELS client wheels from PyPI ($ros_requirements)"
+  "$VENV/bin/python" -m pip install -q -r "$ros_requirements"
 fi
 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
 echo "$want" > "$stamp"
