@@ -25,6 +25,7 @@ from typing import Any, Literal, Mapping
 import torch
 
 from surround_depth_train.atomic import atomic_write
+from surround_depth_train.resources import resource_path
 
 __all__ = ['ShipSpec', 'ShippedModel', 'ShippedPair', 'ShippingError', 'ship_pair', 'read_shipped',
            'DEFAULT_SHIPPED_DIR', 'ROLES']
@@ -33,7 +34,7 @@ ROLES = ('baseline', 'distilled')
 MANIFEST = 'models.json'
 MANIFEST_FORMAT = 'surround_depth_shipped_models'
 #: Where ``config/experiments/surroundsim.yaml`` ships its pair (relative to the repository root).
-DEFAULT_SHIPPED_DIR = Path(__file__).resolve().parents[1] / 'docs' / 'results' / 'surroundsim_models'
+DEFAULT_SHIPPED_DIR = resource_path('docs/results/surroundsim_models')  # the checkout's, else the install's
 
 
 @dataclass
