@@ -6,6 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.config import ConfigError
 from surround_depth_train.experiment.config import ExperimentError, load_experiment, plan_runs, resolve_config
 from surround_depth_train.experiment.report import write_report
@@ -22,7 +23,7 @@ def _package_doc() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.experiment', description=_package_doc(),
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.experiment'), description=_package_doc(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', type=Path, help='experiment YAML (config/experiments/*.yaml)')
     parser.add_argument('--only', nargs='+', default=(), metavar='NAME',

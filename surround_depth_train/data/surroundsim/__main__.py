@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from surround_depth_train.command_line import prog
 from surround_depth_train.data.surroundsim.dataset import MAX_DEPTH, MIN_DEPTH, payload_to_sample, render_sample
 from surround_depth_train.data.surroundsim.rig import surroundsim_rig
 from surround_depth_train.data.surroundsim.world import generate_world, load_world_config
@@ -74,7 +75,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m surround_depth_train.data.surroundsim',
+    parser = argparse.ArgumentParser(prog=prog('surround_depth_train.data.surroundsim'),
                                      description='SurroundSim: render contact sheets, write the rig YAML.')
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('sheet', help='render a short sequence and write contact sheet PNGs + the rig YAML')
