@@ -210,11 +210,8 @@ def test_second_call_skips_finished_runs_and_resumes_an_interrupted_one(finished
     # interrupt plain_s1 after its first step (2 steps in all), as a killed run would leave it
     exp = load_experiment(SMOKE, out_dir=str(tmp / 'runs'), report=str(tmp / 'report.md'))
     run = next(r for r in plan_runs(exp) if r.name == 'plain_s1')
-    for p in run.out_dir.iterdir():
-        if p.is_file():
-            p.unlink()
     import shutil
-    shutil.rmtree(run.out_dir / 'eval_test')
+    shutil.rmtree(run.out_dir)   # a killed run leaves only what its first step wrote
     cfg = resolve_config(run)
     cfg.stop_after_steps = 1
     save_config(cfg, tmp / 'interrupted.yaml')
