@@ -78,6 +78,15 @@ class SurroundDepthNode(Node):
 
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
+        try:
+            self._start()
+        except NodeStartError:
+            # the half-built node goes down now, in order, not in the interpreter's exit (a node refused at start
+            # once hung after its error line, under load, in a full test run)
+            self.destroy_node()
+            raise
+
+    def _start(self) -> None:
         self.config = self._declare_parameters()
         self.rig = self._load_rig()
         self.cameras = list(self.config.cameras or self.rig.names)

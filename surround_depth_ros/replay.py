@@ -83,8 +83,9 @@ def replay(path: str, *, rate: float = 1.0, loop: bool = False, topics: list[str
                 bar.close()
                 if not loop:
                     break
+            acked_by = time.monotonic() + 5.0  # reliable readers got everything: 5 s for all publishers together
             for pub in [*pubs.values(), *([clock_pub] if clock_pub else [])]:
-                pub.wait_for_all_acked(Duration(seconds=5.0))  # reliable readers got everything
+                pub.wait_for_all_acked(Duration(seconds=max(0.01, acked_by - time.monotonic())))
             return counts
         finally:
             node.destroy_node()

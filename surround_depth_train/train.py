@@ -240,6 +240,14 @@ def build_trainer(cfg: TrainConfig, resume: str | None = None, allow_config_chan
     return trainer
 
 
+def peak_rss_gb() -> float:
+    """The largest resident set size (GB) of this process and of the children it waited for (loader workers)."""
+    import resource
+
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) \
+        * 1024 / 1e9
+
+
 def finish_run(trainer: Trainer) -> None:
     """After :meth:`Trainer.fit`: a finished run's ``model.pt`` keeps what deploys, not the training state
     (``checkpoints/last.pt`` has that)."""
@@ -281,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         state = trainer.state
         result = {'global_step': state.global_step, 'epoch': state.epoch, 'nonfinite_steps': state.nonfinite_total,
                   'stopped_early': trainer.stopped_early, 'val': trainer.last_val,
-                  'wall_s': trainer.wall_s}  # every resumed part added up
+                  'wall_s': trainer.wall_s,  # every resumed part added up
+                  'peak_rss_gb': peak_rss_gb()}  # this process (the last part of a resumed run) and its workers
         write_json(Path(cfg.out_dir) / 'result.json', result)
         print(f'[train] {"stopped" if trainer.stopped_early else "finished"} at step {state.global_step}; '
               f'outputs in {cfg.out_dir}')

@@ -270,11 +270,13 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
         out += ['## Predictions side by side', '',
                 f'{ev.split} sample {exp.picture.sample}: images, dense ground truth, then one row per model '
                 f'(first seed); the colour bar under it gives depth in metres.', '', f'![predictions]({picture})', '']
-    out += ['## Wall time per run', '', '| run | train (s) | evaluation (s) |', '|---|---:|---:|']
+    out += ['## Wall time per run', '', '| run | train (s) | evaluation (s) | training peak RSS (GB) |',
+            '|---|---:|---:|---:|']
     for run in planned:
         if run.name in results:
             t = run_times(run)
-            out.append(f'| {run.name} | {t.get("train_s", 0):.0f} | {t.get("eval_s", 0):.0f} |')
+            rss = f'{t["train_peak_rss_gb"]:.2f}' if 'train_peak_rss_gb' in t else 'n/a'
+            out.append(f'| {run.name} | {t.get("train_s", 0):.0f} | {t.get("eval_s", 0):.0f} | {rss} |')
     out += ['', '## Experiment config', '', '```yaml', yaml.safe_dump(to_mapping(exp), sort_keys=False).rstrip(),
             '```', '']
     obj = {'command': command, 'shipped': shipped, 'decision': decision, 'gate': gate,

@@ -96,11 +96,14 @@ def evaluate_run(run: PlannedRun, exp: ExperimentConfig, suffix: str = '', extra
 
 
 def run_times(run: PlannedRun) -> dict[str, float]:
-    """``train_s`` (the trainer's own wall time, every resumed part added up) and ``eval_s``."""
+    """``train_s`` (the trainer's own wall time, every resumed part added up), ``eval_s`` and ``train_peak_rss_gb``
+    (the training process's peak memory, its last part when resumed; absent for runs trained before it was recorded)."""
     times = dict(read_json(run.out_dir / 'experiment_times.json') or {})
     result = read_json(run.out_dir / 'result.json')
     if isinstance(result, dict) and result.get('wall_s') is not None:
         times['train_s'] = float(result['wall_s'])
+    if isinstance(result, dict) and result.get('peak_rss_gb') is not None:
+        times['train_peak_rss_gb'] = float(result['peak_rss_gb'])
     return times
 
 

@@ -128,6 +128,7 @@ def test_experiment_writes_teacher_rows_and_tables_with_paired_seeds(finished):
     assert (tmp / 'report_curves.png').read_bytes()[:4] == b'\x89PNG'
     times = report['runs']['plain_s0']['times']
     assert times['train_s'] == json.loads((tmp / 'runs' / 'plain_s0' / 'result.json').read_text())['wall_s']
+    assert 0 < times['train_peak_rss_gb'] < 64 and '| training peak RSS (GB) |' in md
 
 
 def test_runs_that_distil_wait_for_the_gate_and_stop_when_the_teacher_is_not_better(finished, capsys):
