@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import SingleThreadedExecutor
 
     from surround_depth_ros.bag.live_evaluator import LiveEvaluator, write_live_report
+    from surround_depth_ros.teardown import bounded_teardown
     from surround_depth_train.geometry.rig import CameraRig, RigError
 
     from surround_depth_train.config import ConfigError
@@ -86,19 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     received = node.last_output is not None
     result = node.result() if received else None
     picture = node.cloud_picture
-    node.destroy_node()
-    rclpy.try_shutdown()
     if not received:
         cams = ', '.join(f'/{c}/depth/image' for c in rig.names[:2])
         print(f'error: no depth image arrived in {time.monotonic() - start:.0f} s ({cams}, ...); nothing written. '
               f'Start surround_depth_node with this rig and replay a bag, in the same ROS_DOMAIN_ID, with '
-              f'FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (the launch file sets it)', file=sys.stderr)
-        return 2
-    md = write_live_report(args.out, result, picture)
-    mean = result['lidar']['mean']
-    line = 'no depth image scored' if mean is None else f'abs_rel {mean["abs_rel"]:.4f}  a1 {mean["a1"]:.3f}'
-    print(f'[evaluate_live] {len(result["frames"])} depth images scored: {line}; report in {md}', flush=True)
-    return 0
+              f'FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (the launch file sets it)', file=sys.stderr, flush=True)
+        status = 2
+    else:
+        md = write_live_report(args.out, result, picture)
+        mean = result['lidar']['mean']
+        line = 'no depth image scored' if mean is None else f'abs_rel {mean["abs_rel"]:.4f}  a1 {mean["a1"]:.3f}'
+        print(f'[evaluate_live] {len(result["frames"])} depth images scored: {line}; report in {md}', flush=True)
+        status = 0
+    with bounded_teardown('evaluate_live', status=status):  # everything is written and said before it
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return status
 
 
 if __name__ == '__main__':

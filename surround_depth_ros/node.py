@@ -39,6 +39,7 @@ from surround_depth_ros.messages import (cloud_fields, colorized_image_fields, c
                                          depth_camera_info_fields, depth_image_fields, fill_message)
 from surround_depth_ros.node_config import RUNTIME_PARAMETERS, NodeConfig, NodeConfigError
 from surround_depth_ros.pipeline import CloudSettings, DepthPipeline, SetOutput
+from surround_depth_ros.teardown import bounded_teardown
 from surround_depth_ros.worker import InferenceWorker
 from surround_depth_train.allocator import describe_allocator, ensure_allocator_settings
 from surround_depth_train.data.rosbag import topics
@@ -61,6 +62,8 @@ _OK, _WARN, _ERROR = (bytes([v]) for v in (0, 1, 2))
 class NodeStartError(RuntimeError):
     """The node cannot start with its parameters; the message says which and what to do."""
 
+    half_built: Node | None = None  # the node that refused, still to be destroyed
+
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
@@ -80,10 +83,8 @@ class SurroundDepthNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         try:
             self._start()
-        except NodeStartError:
-            # the half-built node goes down now, in order, not in the interpreter's exit (a node refused at start
-            # once hung after its error line, under load, in a full test run)
-            self.destroy_node()
+        except NodeStartError as exc:
+            exc.half_built = self  # main() destroys it after the error line, not the interpreter's exit
             raise
 
     def _start(self) -> None:
@@ -570,7 +571,10 @@ def main(argv: list[str] | None = None) -> int:
         node = SurroundDepthNode()
     except NodeStartError as exc:
         print(f'[{NODE_NAME}] error: {exc}', file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
+        with bounded_teardown(NODE_NAME, status=2):
+            if exc.half_built is not None:
+                exc.half_built.destroy_node()
+            rclpy.try_shutdown()
         return 2
     # The executor spins on a thread of its own and inference runs in the main thread: the same forward pass on a
     # second thread measured 25-30 % slower on a 2-core CPU. The likely cause: glibc gives other threads malloc
@@ -587,9 +591,10 @@ def main(argv: list[str] | None = None) -> int:
         # node's handles (and with them the DDS participant) alive into the interpreter's exit
         stop.set()
         spinner.join()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        with bounded_teardown(NODE_NAME, status=0):
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 

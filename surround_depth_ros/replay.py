@@ -26,8 +26,11 @@ __all__ = ['main', 'replay']
 
 def replay(path: str, *, rate: float = 1.0, loop: bool = False, topics: list[str] | None = None,
            remaps: dict[str, str] | None = None, clock: bool = True, wait_for_subscribers: float = 0.0,
-           delay: float = 0.0, progress: bool = True, log=print) -> dict[str, int]:
-    """Replay ``path`` (module docstring); returns the messages published per (published) topic."""
+           delay: float = 0.0, progress: bool = True, log=print, exit_on_hung_teardown: bool = False,
+           ) -> dict[str, int]:
+    """Replay ``path`` (module docstring); returns the messages published per (published) topic.
+    ``exit_on_hung_teardown`` (the command line's choice): end the process when the DDS teardown hangs
+    (:mod:`surround_depth_ros.teardown`)."""
     import rclpy
     from rclpy.duration import Duration
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -35,6 +38,7 @@ def replay(path: str, *, rate: float = 1.0, loop: bool = False, topics: list[str
     from tqdm import tqdm
 
     from surround_depth_ros.bag.playback import Playback
+    from surround_depth_ros.teardown import TEARDOWN_SECONDS, bounded_teardown
     from surround_depth_train.data.rosbag.topics import CLOCK_TOPIC
 
     if not rate > 0:
@@ -49,6 +53,7 @@ def replay(path: str, *, rate: float = 1.0, loop: bool = False, topics: list[str
         if own_context:
             rclpy.init()
         node = rclpy.create_node('surround_depth_replay')
+        finished = None
         try:
             pubs = {}
             for t in bag.playable:
@@ -83,14 +88,21 @@ def replay(path: str, *, rate: float = 1.0, loop: bool = False, topics: list[str
                 bar.close()
                 if not loop:
                     break
-            acked_by = time.monotonic() + 5.0  # reliable readers got everything: 5 s for all publishers together
             for pub in [*pubs.values(), *([clock_pub] if clock_pub else [])]:
-                pub.wait_for_all_acked(Duration(seconds=max(0.01, acked_by - time.monotonic())))
+                pub.wait_for_all_acked(Duration(seconds=5.0))  # reliable readers got everything
+            finished = summary(counts, path)
             return counts
         finally:
-            node.destroy_node()
-            if own_context:
-                rclpy.try_shutdown()
+            with bounded_teardown('replay', status=0 if finished else 1, final_words=finished,
+                                  seconds=TEARDOWN_SECONDS if exit_on_hung_teardown else float('inf')):
+                node.destroy_node()
+                if own_context:
+                    rclpy.try_shutdown()
+
+
+def summary(counts: dict[str, int], path: str) -> str:
+    """The line ``main`` prints after a replay."""
+    return f'[replay] published {sum(counts.values())} messages on {len(counts)} topics from {path}'
 
 
 def _time_msg(ns: int):
@@ -132,13 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         counts = replay(args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
                         remaps=parse_remaps(args.remap), clock=not args.no_clock,
-                        wait_for_subscribers=args.wait_for_subscribers, delay=args.delay, progress=not args.quiet)
+                        wait_for_subscribers=args.wait_for_subscribers, delay=args.delay, progress=not args.quiet,
+                        exit_on_hung_teardown=True)
     except (BagInputError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
-    print(f'[replay] published {sum(counts.values())} messages on {len(counts)} topics from {args.bag}', flush=True)
+    print(summary(counts, args.bag), flush=True)
     return 0
 
 
