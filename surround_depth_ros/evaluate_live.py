@@ -72,8 +72,20 @@ def main(argv: list[str] | None = None) -> int:
                          max_lidar_gap=args.max_lidar_gap)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    print('[evaluate_live] ready', flush=True)
     start = time.monotonic()
+    # ready once every depth image topic has a publisher, and a moment more for that publisher to match this
+    # subscription back (DDS discovery is not symmetric: a node that publishes before it has matched this reader
+    # sends its depth to nobody; seen as "no depth image arrived" in one test run of many)
+    from sensor_msgs.msg import Image
+
+    depth_topics = [s.topic_name for s in node.subscriptions if s.msg_type is Image]
+    print(f'[evaluate_live] subscribed; waiting for the depth publishers ({len(depth_topics)} topics)', flush=True)
+    while time.monotonic() - start < args.first_timeout and not all(node.count_publishers(t) for t in depth_topics):
+        executor.spin_once(timeout_sec=0.1)
+    settle = time.monotonic() + (1.0 if all(node.count_publishers(t) for t in depth_topics) else 0.0)
+    while time.monotonic() < settle:
+        executor.spin_once(timeout_sec=0.1)
+    print('[evaluate_live] ready', flush=True)
     try:
         while time.monotonic() - start < args.max_duration:
             executor.spin_once(timeout_sec=0.1)
