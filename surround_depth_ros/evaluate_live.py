@@ -80,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
 
     depth_topics = [s.topic_name for s in node.subscriptions if s.msg_type is Image]
     print(f'[evaluate_live] subscribed; waiting for the depth publishers ({len(depth_topics)} topics)', flush=True)
-    while time.monotonic() - start < args.first_timeout and not all(node.count_publishers(t) for t in depth_topics):
+    def published() -> bool:
+        return all(node.count_publishers(t) for t in depth_topics)
+
+    while time.monotonic() - start < args.first_timeout and not published():
         executor.spin_once(timeout_sec=0.1)
-    settle = time.monotonic() + (1.0 if all(node.count_publishers(t) for t in depth_topics) else 0.0)
+    settle = time.monotonic() + (1.0 if published() else 0.0)
     while time.monotonic() < settle:
         executor.spin_once(timeout_sec=0.1)
     print('[evaluate_live] ready', flush=True)

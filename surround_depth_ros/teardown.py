@@ -27,10 +27,10 @@ def bounded_teardown(tool: str, status: int, seconds: float = TEARDOWN_SECONDS,
     """Run the ``with`` block (``destroy_node``, ``rclpy.try_shutdown``) with a watchdog: if it has not finished
     after ``seconds``, print ``final_words`` (stdout, what the tool would have printed after it), one warning
     (stderr), and exit with ``status``."""
-    done = threading.Event()
     if seconds == float('inf'):
         yield
         return
+    done = threading.Event()
 
     def watchdog() -> None:
         if done.wait(seconds):

@@ -95,10 +95,9 @@ def _paths(model: nn.Module, meta: dict, size_hw: tuple[int, int], overrides: li
     """The four paths as modules at ``size_hw`` (ONNX exports written under ``tmp``). Where the int8 export refuses
     (its depth further than ``int8_tolerance`` from fp32 on a held-out camera set), ``'int8 onnxruntime'`` is the
     reason instead of a module."""
-    from surround_depth_train.export.onnx_export import ExportError
     from surround_depth_train.export.calibration import calibration_from_dataset
     from surround_depth_train.export.int8 import export_int8
-    from surround_depth_train.export.onnx_export import export_onnx
+    from surround_depth_train.export.onnx_export import ExportError, export_onnx
     from surround_depth_train.export.runtime import OnnxDepthModel
     from surround_depth_train.models.modelfile import save_model
     from surround_depth_train.models.reduced_precision import Bf16Model

@@ -36,7 +36,7 @@ def test_a_teardown_that_finishes_lets_the_tool_go_on_as_before():
     assert result.returncode == 0 and result.stdout == 'after the teardown\n' and result.stderr == ''
 
 
-def test_an_unbounded_teardown_has_no_watchdog(monkeypatch):
+def test_an_unbounded_teardown_has_no_watchdog():
     import threading
 
     from surround_depth_ros.teardown import bounded_teardown
