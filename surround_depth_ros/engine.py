@@ -72,7 +72,8 @@ class TorchBackend:
     """Runs a model file's network with PyTorch on ``device`` at ``precision`` (fp16 on accelerators only, bf16
     also on CPUs with native bf16)."""
 
-    def __init__(self, path: str | Path, *, device: str = 'cpu', precision: str = 'fp32'):
+    def __init__(self, path: str | Path, *, device: str = 'cpu', precision: str = 'fp32', bins_downsample: int = 1):
+        from surround_depth_train.models.bins import set_bins_downsample
         from surround_depth_train.models.modelfile import ModelFileError, load_model
 
         if precision not in PRECISIONS:
@@ -106,6 +107,10 @@ class TorchBackend:
             raise EngineError(str(exc)) from None
         self.precision = precision
         self.has_bins = bool(getattr(self.model, 'has_bins', False))
+        try:
+            set_bins_downsample(self.model, bins_downsample)
+        except ValueError as exc:
+            raise EngineError(f'{self.meta.get("name", path)}: {exc}') from None
         self.min_input_side = int(getattr(self.model, 'min_input_side', 1))
         # CPU bf16: autocast with the fp32 islands (bins head, disparity convolution) and channels-last.
         self._bf16_cpu = precision == 'bf16' and self.device.type == 'cpu'
@@ -136,6 +141,10 @@ class DepthEngine:
             refused elsewhere), the bins head and the disparity convolution in fp32
             (:mod:`surround_depth_train.models.reduced_precision`); with ``backend='onnxruntime'`` the precision
             the ``.onnx`` was exported in (``fp32``, or ``int8`` from ``export --int8``).
+        bins_downsample: 1, 2 or 4: the MetricBins head computes depth at ``1 / bins_downsample`` of the network
+            input and upsamples it (:class:`~surround_depth_train.models.bins.MetricBins`), a quarter (a sixteenth)
+            of the head's full-resolution work; MetricBins students only. With ``backend='onnxruntime'`` the factor
+            the ``.onnx`` was exported with (``export --bins-downsample``).
         input_size: ``(height, width)`` overriding the model file's input size; fully convolutional students only,
             sides at least the network's ``min_input_side``; any other size than the training size warns once.
         backend: ``torch`` or ``onnxruntime``.
@@ -150,7 +159,7 @@ class DepthEngine:
 
     def __init__(self, model_path: str | Path, *, device: str = 'cpu', precision: str = 'fp32',
                  input_size: Sequence[int] | None = None, backend: str = 'torch', allow_teacher: bool = False,
-                 focal_correction: bool = False, focal_tolerance: float = 0.02,
+                 bins_downsample: int = 1, focal_correction: bool = False, focal_tolerance: float = 0.02,
                  training_cameras: Mapping[str, str] | None = None,
                  onnx_providers: Sequence[str] = ('CPUExecutionProvider',), allow_provider_fallback: bool = False,
                  logger: logging.Logger | Callable[[str], None] | None = None):
@@ -164,7 +173,8 @@ class DepthEngine:
         if backend == 'torch':
             from surround_depth_train.models.modelfile import ModelInfo
 
-            self.backend = TorchBackend(model_path, device=device, precision=precision)
+            self.backend = TorchBackend(model_path, device=device, precision=precision,
+                                        bins_downsample=bins_downsample)
             info = ModelInfo.from_file_dict(self.backend.meta)
             self.device = self.backend.device
         else:
@@ -176,9 +186,16 @@ class DepthEngine:
             if precision != exported:
                 raise EngineError(f'{Path(model_path).name} was exported in {exported} and the onnxruntime backend '
                                   f'runs the exported precision; set precision: {exported}')
+            baked = self.backend.bins_downsample
+            if bins_downsample != baked:
+                raise EngineError(f'{Path(model_path).name} was exported with bins_downsample {baked} and the '
+                                  f'onnxruntime backend runs the exported graph; set bins_downsample: {baked}, or '
+                                  f'export again with python -m surround_depth_train.export --bins-downsample '
+                                  f'{bins_downsample}')
             info = self.backend.info
             self.device = torch.device('cpu')
         self.info = info
+        self.bins_downsample = int(bins_downsample)
         self.name = info.name
         self.is_teacher = info.is_teacher
         if self.is_teacher and not allow_teacher:

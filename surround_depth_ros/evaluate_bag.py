@@ -2,15 +2,17 @@
 
     python -m surround_depth_ros.evaluate_bag BAG --model runs/kd/model.pt [--out DIR] [--topic-map map.yaml]
         [--samples N] [--pictures 2] [--baseline results.json] [--backend torch|onnxruntime] [--device cpu]
-        [--input-size H W] [--min-depth 0.5] [--max-depth 80] [--max-lidar-gap 0.15] [--mask-files a.png ...]
-        [--allow-teacher]
+        [--input-size H W] [--precision fp32|bf16|int8] [--bins-downsample 1|2|4] [--min-depth 0.5]
+        [--max-depth 80] [--max-lidar-gap 0.15] [--mask-files a.png ...] [--allow-teacher]
 
 Reads images, camera_info, LiDAR, TF and odometry from the bag with ``rosbags`` (no ROS install needed), groups the
 cameras with the node's synchroniser on the bag's stamps, runs the node's pipeline (``FrameDecoder`` +
 ``DepthPipeline``), projects each LiDAR sweep into the cameras at their stamps (ego motion compensated) and writes
 ``results.json`` (with one record per scored image), ``results.md`` (Table I per camera and over the rig) and
 ``pictures/`` to ``--out`` (default ``<model dir>/eval_bag_<bag name>``). Bags in other layouts: ``--topic-map``
-(``surround_depth_train/data/rosbag/topic_map.py``). Exit status 2 with one line on bad input.
+(``surround_depth_train/data/rosbag/topic_map.py``). ``--precision`` and ``--bins-downsample`` evaluate the
+configuration the node deploys (an ``.onnx`` is evaluated as exported: int8, bins at 1/N). Exit status 2 with one
+line on bad input.
 """
 from __future__ import annotations
 
@@ -77,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--backend', default='torch', choices=('torch', 'onnxruntime'))
     parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N or auto (torch backend)')
     parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'), help='network input override')
+    parser.add_argument('--precision', choices=('fp32', 'fp16', 'bf16', 'int8'),
+                        help='as the node runs it (default: fp32; an .onnx: as exported)')
+    parser.add_argument('--bins-downsample', type=int, choices=(1, 2, 4),
+                        help='MetricBins depth at 1/N resolution, upsampled (default: 1; an .onnx: as exported)')
     parser.add_argument('--min-depth', type=float, default=0.5)
     parser.add_argument('--max-depth', type=float, default=80.0)
     parser.add_argument('--max-lidar-gap', type=float, default=0.15,
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         result, pictures = evaluate_bag(args.bag, args.model, topic_map=topic_map, device=args.device,
                                         backend=args.backend, input_size=args.input_size, samples=args.samples,
                                         pictures=args.pictures, min_depth=args.min_depth, max_depth=args.max_depth,
-                                        max_lidar_gap=args.max_lidar_gap, allow_teacher=args.allow_teacher)
+                                        max_lidar_gap=args.max_lidar_gap, allow_teacher=args.allow_teacher,
+                                        precision=args.precision, bins_downsample=args.bins_downsample)
         if baseline is not None:
             from surround_depth_train.evaluation.report import baseline_metrics
             from surround_depth_train.metrics import delta_t

@@ -11,7 +11,6 @@ launch file), or ``python -m surround_depth_ros.node --ros-args ...`` where no R
 """
 from __future__ import annotations
 
-import signal
 import statistics
 import sys
 import threading
@@ -39,7 +38,7 @@ from surround_depth_ros.messages import (cloud_fields, colorized_image_fields, c
                                          depth_camera_info_fields, depth_image_fields, fill_message)
 from surround_depth_ros.node_config import RUNTIME_PARAMETERS, NodeConfig, NodeConfigError
 from surround_depth_ros.pipeline import CloudSettings, DepthPipeline, SetOutput
-from surround_depth_ros.teardown import bounded_teardown
+from surround_depth_ros.teardown import bounded_teardown, stop_on_signals
 from surround_depth_ros.worker import InferenceWorker
 from surround_depth_train.allocator import describe_allocator, ensure_allocator_settings
 from surround_depth_train.data.rosbag import topics
@@ -138,7 +137,8 @@ class SurroundDepthNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f'{self.engine.name} on {self.engine.device} ({self.config.precision}, {self.config.backend}), input '
-            f'{self.engine.input_size[1]}x{self.engine.input_size[0]}; cameras {self.cameras}; outputs '
+            f'{self.engine.input_size[1]}x{self.engine.input_size[0]}'
+            f'{"" if self.config.bins_downsample == 1 else f", bins at 1/{self.config.bins_downsample}"}; cameras {self.cameras}; outputs '
             f'{self.config.publish}; allocator: {describe_allocator()}')
 
     # -------------------------------------------------------------------------------------------- set-up
@@ -221,7 +221,8 @@ class SurroundDepthNode(Node):
             raise NodeStartError(str(exc)) from None
         try:
             return DepthEngine(path, device=c.device, precision=c.precision, input_size=c.input_size or None,
-                               backend=c.backend, allow_teacher=c.allow_teacher, focal_correction=c.focal_correction,
+                               backend=c.backend, allow_teacher=c.allow_teacher, bins_downsample=c.bins_downsample,
+                               focal_correction=c.focal_correction,
                                focal_tolerance=c.focal_tolerance, onnx_providers=c.onnx_providers,
                                allow_provider_fallback=c.allow_provider_fallback, training_cameras=training_cameras,
                                logger=self.get_logger().warning)
@@ -559,9 +560,10 @@ def main(argv: list[str] | None = None) -> int:
     # rclpy's handlers (or KeyboardInterrupt) the second one cut the clean-up short: the node died by the signal, or
     # exited with the DDS participant and rclpy's signal thread still running ("terminate called without an
     # active exception", exit -6).
+    # A thread of its own receives them (teardown.stop_on_signals), so a stop request is seen even while the main
+    # thread is inside a C call, and the way out is bounded from the request on.
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    finished = stop_on_signals(stop, NODE_NAME)
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except RuntimeError as exc:  # rcl's RCLError, e.g. a params file that is not valid YAML
@@ -595,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
             executor.shutdown()
             node.destroy_node()
             rclpy.try_shutdown()
+        finished.set()
     return 0
 
 

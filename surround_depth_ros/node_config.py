@@ -35,6 +35,7 @@ class NodeConfig:
     device: str = 'cpu'                    # cpu | cuda | cuda:N | auto
     precision: str = 'fp32'                # fp32 | fp16 (GPU) | bf16 (GPU, CPU with native bf16) | int8 (onnx)
     input_size: list[int] = field(default_factory=list)  # [height, width] override, fully convolutional students
+    bins_downsample: int = 1               # 1 | 2 | 4: MetricBins depth at 1/N of the input, upsampled
     allow_teacher: bool = False
     focal_correction: bool = False
     focal_tolerance: float = 0.02
@@ -89,6 +90,9 @@ class NodeConfig:
             raise NodeConfigError(f'backend: {self.backend!r} is not torch or onnxruntime')
         if self.precision not in ('fp32', 'fp16', 'bf16', 'int8'):
             raise NodeConfigError(f'precision: {self.precision!r} is not fp32, fp16, bf16 or int8')
+        if self.bins_downsample not in (1, 2, 4):
+            raise NodeConfigError(f'bins_downsample: {self.bins_downsample!r} is not 1, 2 or 4 (1 = the bins head '
+                                  f'at full resolution)')
         if self.input_size and (len(self.input_size) != 2 or min(self.input_size) <= 0):
             raise NodeConfigError(f'input_size: give [height, width] or [], got {self.input_size}')
         for name in ('image_topics', 'camera_info_topics', 'mask_files'):

@@ -46,6 +46,7 @@ class OnnxBackend:
             ``has_confidence`` (the graph has the confidence output), ``fully_convolutional=False``.
         providers: the providers the session runs on.
         precision: what the graph computes in: ``fp32``, or ``int8`` for ``export --int8`` (from the sidecar).
+        bins_downsample: the bins head's resolution factor baked in by ``export --bins-downsample`` (sidecar).
     """
 
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] = ('CPUExecutionProvider',),
@@ -62,6 +63,7 @@ class OnnxBackend:
                                    f'student; deploy a distilled student, or set allow_teacher: true to run it anyway')
         self.providers = self.model.providers
         self.precision: str = self.model.precision  # the exported precision: fp32, or int8 (`export --int8`)
+        self.bins_downsample: int = self.model.bins_downsample  # `export --bins-downsample`
 
     @property
     def input_size(self) -> tuple[int, int]:

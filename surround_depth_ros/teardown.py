@@ -7,18 +7,29 @@ Fast DDS 3.2's TCP transport (``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``, which l
 :func:`bounded_teardown` runs the teardown in order as before; past ``seconds`` it prints one warning and ends the
 process with the status it would have had (``os._exit``: the sockets close with the process, and peers drop the
 participant as they do for any process that ends).
+
+:func:`stop_on_signals` bounds the node's whole way out the same way, from the stop request on: SIGINT and SIGTERM
+are received by a thread of their own (``sigwait``, with both signals blocked in every other thread), so a stop
+request is seen even while the main thread sits in a C call that never returns to the interpreter (where a Python
+signal handler would never run); past ``seconds`` after it, every thread's stack goes to stderr (where it hung)
+and the process ends with its status. Seen once on Jazzy wheels: a node under load that stayed up 30 s after two
+SIGINTs without a line.
 """
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ['bounded_teardown', 'TEARDOWN_SECONDS']
+__all__ = ['bounded_teardown', 'stop_on_signals', 'TEARDOWN_SECONDS', 'STOP_SECONDS']
 
 TEARDOWN_SECONDS = 15.0
+STOP_SECONDS = 25.0  # from the stop request to the end of the process, the teardown's bound included
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
@@ -46,3 +57,36 @@ def bounded_teardown(tool: str, status: int, seconds: float = TEARDOWN_SECONDS,
         yield
     finally:
         done.set()
+
+
+def stop_on_signals(stop: threading.Event, tool: str, status: int = 0, seconds: float = STOP_SECONDS
+                    ) -> threading.Event:
+    """SIGINT and SIGTERM set ``stop`` (module docstring); returns the event the caller sets once its clean-up is
+    done. Call it before any other thread starts: threads inherit the blocked signals from the one that starts
+    them. Where ``signal.sigwait`` does not exist, plain Python handlers set ``stop`` and nothing is bounded."""
+    finished = threading.Event()
+    if not hasattr(signal, 'sigwait'):
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, lambda *_: stop.set())
+        return finished
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+    def receive() -> None:
+        signal.sigwait(STOP_SIGNALS)
+        stop.set()
+        threading.Thread(target=_bound, name=f'{tool}_stop_watchdog', daemon=True).start()
+        while True:  # a second Ctrl-C (ros2 launch sends its own after the terminal's) changes nothing
+            signal.sigwait(STOP_SIGNALS)
+            stop.set()
+
+    def _bound() -> None:
+        if finished.wait(seconds):
+            return
+        print(f'[{tool}] warning: still running {seconds:g} s after the stop request; where each thread was:',
+              file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        print(f'[{tool}] exiting without the rest of the clean-up', file=sys.stderr, flush=True)
+        os._exit(status)
+
+    threading.Thread(target=receive, name=f'{tool}_signals', daemon=True).start()
+    return finished

@@ -30,9 +30,14 @@ __all__ = ['evaluate_bag', 'write_report']
 def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map: TopicMap | None = None,
                  device: str = 'cpu', backend: str = 'torch', input_size: tuple[int, int] | None = None,
                  samples: int | None = None, pictures: int = 2, min_depth: float = 0.5, max_depth: float = 80.0,
-                 max_lidar_gap: float = 0.15, progress: bool = True, allow_teacher: bool = False
+                 max_lidar_gap: float = 0.15, progress: bool = True, allow_teacher: bool = False,
+                 precision: str | None = None, bins_downsample: int | None = None
                  ) -> tuple[dict[str, Any], list[dict]]:
     """Evaluate ``model`` on ``bag`` (module docstring).
+
+    ``precision`` and ``bins_downsample`` are the engine's (``bf16``, ``bins_downsample: 2``: the deployed
+    configuration's accuracy against the bag's LiDAR); None takes an ``.onnx`` file's exported values (its
+    sidecar) and ``fp32`` / 1 for a model file.
 
     Returns:
         ``(result, pictures)``: the result dict in the evaluation command's layout plus ``frames`` (one record per
@@ -54,7 +59,17 @@ def evaluate_bag(bag: str | os.PathLike, model: str | os.PathLike, *, topic_map:
         if not len(ctx.sweeps):
             source._refuse(f'the LiDAR topic {m.lidar} holds no readable sweep')
         rig = source.rig(ctx)
+        if backend == 'onnxruntime' and (precision is None or bins_downsample is None):
+            from surround_depth_train.export.sidecar import SidecarError, read_sidecar
+
+            try:
+                exported = read_sidecar(model, verify_hash=False)
+            except (OSError, SidecarError):
+                exported = {}  # the engine names what is wrong with the file
+            precision = precision or str(exported.get('precision', 'fp32'))
+            bins_downsample = bins_downsample or int(exported.get('bins_downsample', 1))
         engine = DepthEngine(model, device=device, backend=backend, input_size=input_size,
+                             precision=precision or 'fp32', bins_downsample=bins_downsample or 1,
                              training_cameras=m.training_cameras, allow_teacher=allow_teacher)
         defaults = NodeConfig()
         pipeline = DepthPipeline(engine, rig, settings=CloudSettings(max_range=max_depth),

@@ -2,7 +2,7 @@
 
     python -m surround_depth_train.export --model runs/x/model.pt --output student.onnx
         [--outputs depth,confidence,centers,probs] [--opset 17] [--max-batch 6] [--tolerance 1e-3]
-        [--allow-teacher]
+        [--allow-teacher] [--bins-downsample 1|2|4]
         [--int8 [--calibration-split train] [--calibration-samples 8] [--check-samples 2]
                 [--calibration-method minmax|percentile|entropy] [--int8-tolerance 0.05] [--keep-fp32 REGEX,...]
                 [data.key=value ...]]
@@ -10,6 +10,10 @@
 ``--int8`` writes a statically quantised graph (QDQ, int8 weights per channel, :mod:`.int8`) calibrated on camera
 sets of SurroundSim's train split at the model's input size, or of the dataset the ``data.*`` overrides describe
 (``data.dataset=rosbag data.root=drive.mcap`` for a user's own recording); the sidecar records them.
+
+``--bins-downsample 2`` (or 4) bakes a cheaper MetricBins head into the graph: depth computed at half (a quarter)
+of the input resolution and upsampled bilinearly (:class:`~surround_depth_train.models.bins.MetricBins`); the
+sidecar records it and the node's ``bins_downsample`` parameter must say the same.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from surround_depth_train.export.calibration import CALIBRATION_SPLITS
 from surround_depth_train.export.int8 import CALIBRATION_METHODS, KEEP_FP32
 from surround_depth_train.export.onnx_export import DEFAULT_MAX_BATCH, MIN_OPSET, ExportError, export_onnx
 from surround_depth_train.export.sidecar import OUTPUT_NAMES
+from surround_depth_train.models.bins import BINS_DOWNSAMPLES
 from surround_depth_train.models.modelfile import ModelFileError
 from surround_depth_train.output_path import check_output_file
 
@@ -47,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='largest error of the ONNX Runtime vs PyTorch check (relative for depth, absolute for '
                              'probabilities and confidence; default 1e-3)')
     parser.add_argument('--allow-teacher', action='store_true', help='export a teacher model file anyway')
+    parser.add_argument('--bins-downsample', type=int, default=1, choices=BINS_DOWNSAMPLES,
+                        help='compute the MetricBins depth at 1/N of the input resolution and upsample it '
+                             '(default 1: full resolution)')
     int8 = parser.add_argument_group('int8', 'static int8 quantisation (QDQ, per-channel weights)')
     int8.add_argument('--int8', action='store_true', help='write an int8 graph calibrated on camera sets')
     int8.add_argument('--calibration-split', default='train', choices=CALIBRATION_SPLITS,
@@ -82,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             export_int8(args.model, args.output, calibration, outputs=outputs, opset=args.opset,
                         max_batch=args.max_batch, allow_teacher=args.allow_teacher, tolerance=args.tolerance,
                         int8_tolerance=args.int8_tolerance, method=args.calibration_method,
-                        keep_fp32=[p for p in args.keep_fp32.split(',') if p])
+                        keep_fp32=[p for p in args.keep_fp32.split(',') if p], bins_downsample=args.bins_downsample)
         else:
             export_onnx(args.model, args.output, outputs=outputs, opset=args.opset,
-                        max_batch=args.max_batch, allow_teacher=args.allow_teacher, tolerance=args.tolerance)
+                        max_batch=args.max_batch, allow_teacher=args.allow_teacher, tolerance=args.tolerance,
+                        bins_downsample=args.bins_downsample)
     except (ExportError, ModelFileError, FileNotFoundError, ConfigError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

@@ -120,7 +120,7 @@ def depth_difference(reference: Sequence[np.ndarray], candidate: Sequence[np.nda
 def export_int8(model_path: str | os.PathLike, output: str | os.PathLike, calibration: CalibrationSet, *,
                 outputs: Sequence[str] = ('depth',), opset: int | None = None, max_batch: int | None = None,
                 allow_teacher: bool = False, tolerance: float = 1e-3, int8_tolerance: float = 0.05,
-                method: str = 'minmax', keep_fp32: Sequence[str] = KEEP_FP32,
+                method: str = 'minmax', keep_fp32: Sequence[str] = KEEP_FP32, bins_downsample: int = 1,
                 log: Callable[[str], None] = print) -> ExportResult:
     """Export ``model_path`` as an int8 ``output`` (``.onnx``) with its sidecar (module docstring).
 
@@ -130,6 +130,7 @@ def export_int8(model_path: str | os.PathLike, output: str | os.PathLike, calibr
         tolerance: of the fp32 export's self-check against PyTorch.
         int8_tolerance: the largest median relative depth difference of int8 against fp32 on the check sets.
         method, keep_fp32: calibration method and the node-name prefixes that stay fp32.
+        bins_downsample: the bins head's resolution factor (:func:`~.onnx_export.export_onnx`).
 
     Raises:
         ExportError: what :func:`export_onnx` raises, camera sets larger than ``max_batch``, or an int8 graph
@@ -151,7 +152,8 @@ def export_int8(model_path: str | os.PathLike, output: str | os.PathLike, calibr
     with tempfile.TemporaryDirectory(prefix='export_int8_') as tmp:
         fp32 = export_onnx(model_path, Path(tmp) / 'fp32.onnx', outputs=outputs,
                            opset=MIN_OPSET if opset is None else opset, max_batch=max_batch,
-                           allow_teacher=allow_teacher, tolerance=tolerance, log=log)
+                           allow_teacher=allow_teacher, tolerance=tolerance, bins_downsample=bins_downsample,
+                           log=log)
         int8_path = Path(tmp) / 'int8.onnx'
         quantization = quantize_int8(fp32.onnx_path, int8_path, calibration.batches, keep_fp32=keep_fp32,
                                      method=method, log=log)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from surround_depth_train.atomic import atomic_write
 from surround_depth_train.export.sidecar import OUTPUT_NAMES, file_sha256, write_sidecar
-from surround_depth_train.models.bins import MetricBins
+from surround_depth_train.models.bins import MetricBins, set_bins_downsample
 from surround_depth_train.models.modelfile import ModelInfo, load_model
 
 __all__ = ['MIN_OPSET', 'DEFAULT_MAX_BATCH', 'ExportError', 'ExportResult', 'DeployGraph', 'whole_tensor_bins',
@@ -174,7 +174,8 @@ def _check_graph(blob: bytes, graph: DeployGraph, sample: Tensor, batches: Seque
 
 def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, *, outputs: Sequence[str] = ('depth',),
                 opset: int = MIN_OPSET, max_batch: int = DEFAULT_MAX_BATCH, allow_teacher: bool = False,
-                tolerance: float = 1e-3, seed: int = 0, log: Callable[[str], None] = print) -> ExportResult:
+                tolerance: float = 1e-3, seed: int = 0, bins_downsample: int = 1,
+                log: Callable[[str], None] = print) -> ExportResult:
     """Export the model in ``model_path`` to ``output`` (``.onnx``) and its sidecar ``output + '.json'``.
 
     Args:
@@ -186,6 +187,9 @@ def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, *, out
         allow_teacher: export a teacher model (refused otherwise: it is not meant for the car).
         tolerance: the largest error the self-check accepts (see the module docstring).
         seed: of the check's random images.
+        bins_downsample: the MetricBins head computes depth at ``1 / bins_downsample`` of the input resolution and
+            upsamples it (:func:`~surround_depth_train.models.bins.set_bins_downsample`; 1, 2 or 4; depth and
+            confidence outputs only); recorded in the sidecar.
         log: where progress and the parity figures go.
 
     Raises:
@@ -208,13 +212,22 @@ def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, *, out
         raise ExportError(f'{model_path} holds the teacher {name}, tens of times slower than a student and not meant '
                           f'for deployment; export a distilled student, or pass --allow-teacher to export it anyway')
     outputs = _check_outputs(outputs, bool(getattr(model, 'has_bins', False)), name)
+    if bins_downsample != 1 and any(o in outputs for o in ('centers', 'probs')):
+        raise ExportError(f'--bins-downsample {bins_downsample} computes depth and confidence only; export centers '
+                          f'and probs with --bins-downsample 1')
+    try:
+        set_bins_downsample(model, bins_downsample)
+    except ValueError as exc:
+        raise ExportError(f'{name}: {exc}') from None
     height, width = info.input_size
     max_depth = info.depth_range[1]
     generator = torch.Generator().manual_seed(seed)
     sample = torch.rand(max(2, int(max_batch)), 3, height, width, generator=generator)
     graph = DeployGraph(model, outputs).eval()  # eval() also sets the wrapped model (export restores this mode)
 
-    log(f'tracing {name} at {height}x{width} (whole-tensor bins path), outputs {",".join(outputs)}, opset {opset}')
+    head = '' if bins_downsample == 1 else f', bins at 1/{bins_downsample}'
+    log(f'tracing {name} at {height}x{width} (whole-tensor bins path{head}), outputs {",".join(outputs)}, '
+        f'opset {opset}')
     try:
         with whole_tensor_bins(model):
             blob = _trace(graph, sample[:2], int(opset))
@@ -250,6 +263,7 @@ def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike, *, out
         'outputs': list(outputs),
         'opset': int(opset),
         'precision': 'fp32',
+        'bins_downsample': int(bins_downsample),
         'model': info.to_dict(),
         'parity': {k: {**v, 'tolerance': tolerance} for k, v in parity.items()},
         'source': {'model_file': str(Path(model_path).resolve()), 'model_sha256': file_sha256(model_path),

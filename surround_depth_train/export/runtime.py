@@ -170,6 +170,8 @@ class OnnxDepthModel:
             the session runs them), ``threads``, ``optimization_level``; ``precision`` (``fp32``, ``int8``) and,
             for int8, ``calibration`` (the camera sets it was calibrated on) and ``int8`` (how it was quantised).
         precision: ``fp32`` or ``int8`` (sidecars before int8 exports say nothing: fp32).
+        bins_downsample: the bins head's resolution factor baked into the graph (``export --bins-downsample``; 1
+            for sidecars that say nothing).
     """
 
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] = (CPU_PROVIDER,),
@@ -188,6 +190,7 @@ class OnnxDepthModel:
         self.input_size: tuple[int, int] = (int(self.sidecar['input_size'][0]), int(self.sidecar['input_size'][1]))
         self.max_batch = int(self.sidecar['batch'][1])
         self.precision = str(self.sidecar.get('precision', 'fp32'))  # 'int8' for `export --int8`
+        self.bins_downsample = int(self.sidecar.get('bins_downsample', 1))  # `export --bins-downsample`
         self.outputs: tuple[str, ...] = tuple(self.sidecar['outputs'])
         try:
             info = ModelInfo.from_file_dict(self.sidecar['model'])

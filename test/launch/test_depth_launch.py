@@ -20,6 +20,9 @@ from surround_depth_ros.node_config import NodeConfig
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH = REPO / 'launch' / 'depth.launch.py'
 SHARE = '/opt/ros/x/share/surround_depth_ros'
+# The parameter client here and the node must share the transport that carries large images (as the launch file
+# sets it); `make test` exports it, and this keeps the test right when run on its own.
+os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,5 @@
 """DepthEngine precision on the CPU: bf16 where the CPU has native bf16 (refused elsewhere), int8 only as an ONNX
-model through the onnxruntime backend."""
+model through the onnxruntime backend, and the bins head at reduced resolution (``bins_downsample``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -84,3 +84,36 @@ def test_engine_runs_an_int8_export_through_onnxruntime_close_to_fp32(student_fi
 def test_engine_asks_for_the_precision_an_onnx_file_was_exported_in(int8_file):
     with pytest.raises(EngineError, match='exported in int8.*set precision: int8'):
         DepthEngine(int8_file, backend='onnxruntime')
+
+
+def test_engine_runs_the_bins_head_at_half_resolution_close_to_the_full_head(student_file):
+    images, K = _camera_set()
+    full = np.stack(DepthEngine(student_file).predict(images, K).depths)
+    engine = DepthEngine(student_file, bins_downsample=2)
+    pred = engine.predict(images, K, confidence=True)
+    assert engine.backend.model.metric_bins.downsample == 2
+    assert pred.depths[0].shape == INPUT and pred.confidences[0].shape == INPUT
+    half = np.stack(pred.depths)
+    assert not np.array_equal(half, full) and np.median(np.abs(half - full) / full) < 0.05
+
+
+def test_engine_refuses_bins_downsample_for_a_plain_student_and_an_unknown_factor(tmp_path):
+    plain = save_model(tmp_path / 'plain.pt', create_model('tiny_student'), name='tiny_student', kwargs={},
+                       input_size=INPUT)
+    with pytest.raises(EngineError, match='tiny_student: bins_downsample 2: the model has no MetricBins head'):
+        DepthEngine(plain, bins_downsample=2)
+    with pytest.raises(EngineError, match=r'bins_downsample must be one of \[1, 2, 4\]'):
+        DepthEngine(plain, bins_downsample=3)
+
+
+def test_engine_asks_for_the_bins_downsample_an_onnx_file_was_exported_with(student_file, tmp_path):
+    from surround_depth_train.export.onnx_export import export_onnx
+
+    half = export_onnx(student_file, tmp_path / 'half.onnx', bins_downsample=2, log=lambda _: None).onnx_path
+    with pytest.raises(EngineError, match='exported with bins_downsample 2.*set bins_downsample: 2, or export '
+                                          'again .* --bins-downsample 1'):
+        DepthEngine(half, backend='onnxruntime')
+    engine = DepthEngine(half, backend='onnxruntime', bins_downsample=2)
+    images, K = _camera_set()
+    torch_half = np.stack(DepthEngine(student_file, bins_downsample=2).predict(images, K).depths)
+    np.testing.assert_allclose(np.stack(engine.predict(images, K).depths), torch_half, rtol=1e-3)

@@ -51,6 +51,7 @@ def test_runtime_parameters_are_parameters():
     ({'confidence_threshold': 1.5}, 'confidence_threshold'),
     ({'cameras': ['a', 'b'], 'image_topics': ['/a']}, 'image_topics: 1 entries for 2 cameras'),
     ({'slop': 'fast'}, 'slop: expected float'),
+    ({'bins_downsample': 3}, 'bins_downsample: 3 is not 1, 2 or 4'),
     ({'no_such_thing': 1}, 'unknown parameter'),
 ])
 def test_bad_parameters_are_refused_with_the_parameter_named(values, match):

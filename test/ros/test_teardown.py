@@ -44,3 +44,49 @@ def test_an_unbounded_teardown_has_no_watchdog():
     before = threading.active_count()
     with bounded_teardown('tool', status=1, seconds=float('inf')):
         assert threading.active_count() == before
+
+
+STOP_SCRIPT = """
+import sys, threading
+from surround_depth_ros.teardown import stop_on_signals
+stop = threading.Event()
+finished = stop_on_signals(stop, 'probe', status=0, seconds=2.0)
+print('ready', flush=True)
+if sys.argv[1] == 'hang':
+    lock = threading.Lock()
+    lock.acquire()
+    lock.acquire()  # a C call that never returns to the interpreter: no Python signal handler would run here
+while not stop.wait(0.05):
+    pass
+print('stopping', flush=True)
+finished.set()
+sys.exit(0)
+"""
+
+
+def _stopped(mode: str, signals: int) -> tuple[int, str, str, float]:
+    import signal
+
+    proc = subprocess.Popen([sys.executable, '-c', STOP_SCRIPT, mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline() == 'ready\n'
+    start = time.monotonic()
+    for _ in range(signals):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err, time.monotonic() - start
+
+
+def test_a_stop_request_reaches_a_main_thread_stuck_in_a_c_call_and_the_process_ends_saying_where():
+    code, out, err, seconds = _stopped('hang', signals=2)
+    assert code == 0 and seconds < 30 and out == ''
+    assert '[probe] warning: still running 2 s after the stop request; where each thread was:' in err
+    assert 'File "<string>", line 10 in <module>' in err  # the main thread's stack: the second lock.acquire()
+    assert err.rstrip().endswith('[probe] exiting without the rest of the clean-up')
+
+
+def test_a_process_that_stops_when_asked_ends_as_before_on_one_or_two_sigints():
+    for signals in (1, 2):
+        code, out, err, _ = _stopped('finish', signals)
+        assert (code, out, err) == (0, 'stopping\n', '')

@@ -14,12 +14,14 @@
 from surround_depth_train.models.bins.adabins import AdaBins
 from surround_depth_train.models.bins.attractor import AttractorLayer, exponential_attraction, inverse_attraction
 from surround_depth_train.models.bins.confidence import bin_confidence
-from surround_depth_train.models.bins.head import BIN_CENTERS_TYPES, BinsOutput, MetricBins, expected_depth, resize_bins
+from surround_depth_train.models.bins.head import (BIN_CENTERS_TYPES, BINS_DOWNSAMPLES, BinsOutput, MetricBins,
+                                                  expected_depth, resize_bins, set_bins_downsample)
 from surround_depth_train.models.bins.localbins import LocalBins
 from surround_depth_train.models.bins.log_binomial import (ConditionalLogBinomial, LogBinomial, log_binomial_coefficient,
                                                           softplus_inference)
 from surround_depth_train.models.bins.seed import Projector, SeedBinRegressor
 
 __all__ = ['BinsOutput', 'MetricBins', 'resize_bins', 'expected_depth', 'bin_confidence', 'BIN_CENTERS_TYPES',
+           'BINS_DOWNSAMPLES', 'set_bins_downsample',
            'AttractorLayer', 'inverse_attraction', 'exponential_attraction', 'ConditionalLogBinomial', 'LogBinomial',
            'log_binomial_coefficient', 'softplus_inference', 'Projector', 'SeedBinRegressor', 'AdaBins', 'LocalBins']

@@ -51,6 +51,22 @@ def test_without_the_ego_masks_the_cameras_that_see_the_car_body_score_different
     assert max(diffs) > 1e-3
 
 
+def test_an_export_with_the_bins_head_at_half_resolution_is_evaluated_as_exported(sim, tmp_path):
+    from surround_depth_train.export.onnx_export import export_onnx
+
+    onnx = export_onnx(sim['model'], tmp_path / 'half.onnx', bins_downsample=2, log=lambda _: None).onnx_path
+    results = {}
+    for name, args in {'onnx': ['--model', str(onnx), '--backend', 'onnxruntime'],
+                       'torch': ['--model', str(sim['model']), '--bins-downsample', '2'],
+                       'full': ['--model', str(sim['model'])]}.items():
+        out = tmp_path / name
+        assert evaluate_main([str(sim['bag']), *args, '--out', str(out), '--pictures', '0']) == 0
+        results[name] = json.loads((out / 'results.json').read_text())['lidar']['mean']
+    for k in METRIC_NAMES:
+        assert results['onnx'][k] == pytest.approx(results['torch'][k], rel=1e-3, abs=1e-6), k
+    assert results['torch']['abs_rel'] != results['full']['abs_rel']  # the cheaper head was the one evaluated
+
+
 def _copy_bag(src: Path, dst: Path, keep=lambda topic: True, retype: dict | None = None) -> None:
     """A new bag with the messages of ``src`` on the topics ``keep`` accepts (raw CDR copied)."""
     from surround_depth_ros.bag.writer import TYPESTORE

@@ -61,6 +61,37 @@ def test_each_student_family_exports_and_matches_pytorch_at_batch_one_and_six(tm
             np.testing.assert_allclose(got['probs'].sum(axis=1), 1.0, atol=1e-4)
 
 
+def test_an_export_with_the_bins_head_at_half_resolution_matches_that_head_and_says_so(tmp_path):
+    from surround_depth_train.models.bins import set_bins_downsample
+
+    model_file = _model_file(tmp_path / 'model.pt', 'tiny_student_mb')
+    result = export_onnx(model_file, tmp_path / 'half.onnx', outputs=('depth', 'confidence'), bins_downsample=2,
+                         log=_quiet)
+    assert read_sidecar(result.onnx_path)['bins_downsample'] == 2
+    assert all(v['error'] < 1e-3 for v in result.parity.values())
+    model = load_model(model_file)[0].eval()
+    images = torch.rand(3, 3, *INPUT, generator=torch.Generator().manual_seed(3))
+    session = ort.InferenceSession(str(result.onnx_path), providers=['CPUExecutionProvider'])
+    got = torch.from_numpy(session.run(['depth'], {'images': images.numpy()})[0])
+    with torch.inference_mode():
+        full = model(images, depth_only=True).depth
+        half = set_bins_downsample(model, 2)(images, depth_only=True).depth
+    assert got.shape == (3, 1, *INPUT)
+    assert float(((got - half).abs() / half).max()) < 1e-3
+    assert float(((got - full).abs() / full).max()) > 1e-3  # the cheaper head, not the full one
+
+
+def test_an_export_at_reduced_bins_resolution_refuses_centers_and_plain_students(tmp_path):
+    with pytest.raises(ExportError, match='computes depth and confidence only; export centers and probs with '
+                                          '--bins-downsample 1'):
+        export_onnx(_model_file(tmp_path / 'mb.pt', 'tiny_student_mb'), tmp_path / 'a.onnx',
+                    outputs=('depth', 'centers'), bins_downsample=2, log=_quiet)
+    with pytest.raises(ExportError, match='tiny_student: bins_downsample 4: the model has no MetricBins head'):
+        export_onnx(_model_file(tmp_path / 'plain.pt', 'tiny_student'), tmp_path / 'b.onnx', bins_downsample=4,
+                    log=_quiet)
+    assert not list(tmp_path.glob('*.onnx'))
+
+
 def test_sidecar_records_the_model_file_and_the_hash_of_the_onnx_file(tmp_path):
     rig = [{'name': 'front', 'K': [[50.0, 0.0, 47.5], [0.0, 50.0, 31.5], [0.0, 0.0, 1.0]], 'width': 96,
             'height': 64}]
