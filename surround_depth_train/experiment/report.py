@@ -207,9 +207,9 @@ def write_report(exp: ExperimentConfig, exp_path: str, planned: list[PlannedRun]
                 f'from); `{exp.compare.baseline}` for comparison. Δ_T against `{exp.compare.baseline}` (mean of its '
                 'seeds).', '',
                 _table(teacher_rows + ([base] if base else []), with_std=True), '']
-        structure = [r for r in teacher_rows + [rows.get(n) for n in (exp.compare.baseline, exp.compare.same_head,
-                                                                       exp.compare.distilled)]
-                     if r is not None and r.get('median_scaled')]
+        # baseline and same_head are often one run (the distillation experiment's `mb`): listed once
+        names = dict.fromkeys((exp.compare.baseline, exp.compare.same_head, exp.compare.distilled))
+        structure = [r for r in teacher_rows + [rows.get(n) for n in names] if r is not None and r.get('median_scaled')]
         if structure:
             out += ['Structure alone (each image median-scaled to the LiDAR first, Monodepth2\'s protocol): what a '
                     'teacher can pass on through scale-invariant probabilities even where its metric scale is off.',
