@@ -26,9 +26,10 @@ All resizes are bilinear with ``align_corners=True``. How it is made cheap while
 
 For deployment the head can also compute a cheaper function: ``downsample`` (1, 2 or 4; :func:`set_bins_downsample`)
 average-pools the last feature and the relative depth by that factor, computes depth (and confidence) there and
-upsamples them bilinearly to the full resolution. The full-resolution log-binomial is most of a student's time at
-camera resolution (a Monodepth2 + MB set of six 640 x 384 images: about 1.0 s of 2.4 s on two CPU cores) and a
-factor of 2 does a quarter of it; what it costs in accuracy is measured by ``bench precision``.
+upsamples them bilinearly to the full resolution. On a Monodepth2 + MB set of six 640 x 384 images (two CPU cores,
+``bench models --profile``) the full-resolution output (log-binomial MLP, softmax, centers' upsampling, expected
+depth) took 0.25 s of 2.2 s; a factor of 2 computes it on a quarter of the pixels. It is a cheaper function, not the
+same one: ``bench precision`` measures what it costs in accuracy.
 
 ``centers`` and ``probs`` are returned as ``[B, K, H, W]`` tensors with channels-last strides.
 """
