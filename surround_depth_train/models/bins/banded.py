@@ -66,8 +66,13 @@ class FusedStage:
     carry_bias: Tensor      # N p2 + c_next
 
 
-def fuse_stages(head: MetricBins, dtype: torch.dtype) -> tuple[Tensor, Tensor, list[FusedStage]]:
-    """``(seed carry weight, seed carry bias, stages)``: the seed embedding's carry is ``W e + b``."""
+def fuse_stages(head: MetricBins, dtype: torch.dtype, projection_dtype: torch.dtype | None = None
+                ) -> tuple[Tensor, Tensor, list[FusedStage]]:
+    """``(seed carry weight, seed carry bias, stages)``: the seed embedding's carry is ``W e + b``.
+
+    The stages' 1x1 kernels (``p1``, ``attract_weight``, ``carry_weight``) and their biases are products in
+    ``dtype`` then stored in ``projection_dtype`` (default ``dtype``); the seed's carry stays in ``dtype``."""
+    low = projection_dtype or dtype
     clb = head.conditional_log_binomial
     first = clb.mlp[0]
     # Consumers of each embedding: the next attractor's first layer with its constant A1 p2 + a1, and last the
@@ -83,9 +88,10 @@ def fuse_stages(head: MetricBins, dtype: torch.dtype) -> tuple[Tensor, Tensor, l
         a1 = consumers[i][0]
         n_weight, n_const = consumers[i + 1]
         stages.append(FusedStage(
-            attractor=attractor, p1=_kernel(projector._net[0].weight.flatten(1), dtype),
-            p1_bias=projector._net[0].bias.to(dtype), attract_weight=_kernel(a1 @ p2, dtype),
-            carry_weight=_kernel(n_weight @ p2, dtype), carry_bias=(n_weight @ p2_bias + n_const).to(dtype)))
+            attractor=attractor, p1=_kernel(projector._net[0].weight.flatten(1), low),
+            p1_bias=projector._net[0].bias.to(low), attract_weight=_kernel(a1.to(dtype) @ p2.to(dtype), low),
+            carry_weight=_kernel(n_weight.to(dtype) @ p2.to(dtype), low),
+            carry_bias=(n_weight.to(dtype) @ p2_bias.to(dtype) + n_const.to(dtype)).to(low)))
     return consumers[0][0].to(dtype), consumers[0][1].to(dtype), stages
 
 
@@ -99,12 +105,16 @@ def banded_bins(head: MetricBins, bottleneck: Tensor, stage_features: Sequence[T
                 ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
     """``(P, C, D, confidence)`` channels-last (``[B, H, W, K]``, ``[B, H, W, K]``, ``[B, H, W, 1]``,
     ``[B, H, W, 1]``), P and C None with ``depth_only``, confidence None unless asked for; ``rel`` is already at
-    ``last_feature``'s size. Float64 inputs compute in float64, others in float32."""
+    ``last_feature``'s size. Float64 inputs compute in float64, others in float32; with
+    ``head.projection_dtype = torch.bfloat16`` (set by ``reduced_precision.Bf16Model``) a float32 head runs the
+    stages' 1x1 projections (feature -> hidden -> attractor input and carry) in bfloat16 with float32 accumulation,
+    everything else (seed, resizes, attractors, the output pass) in float32."""
     dtype = torch.float64 if last_feature.dtype == torch.float64 else torch.float32
+    low = getattr(head, 'projection_dtype', None) if dtype == torch.float32 else None
     kw = {'dtype': dtype, 'device': last_feature.device}
     b, _, height, width = last_feature.shape
     seed_state, seed_centers, seed_embedding = head._seed(bottleneck.to(dtype))
-    seed_weight, seed_bias, stages = fuse_stages(head, dtype)
+    seed_weight, seed_bias, stages = fuse_stages(head, dtype, low)
     seed_carry = F.linear(seed_embedding, seed_weight, seed_bias)
     k = head.n_bins
     # One image's buffers per stage: (state, centers or None, carry), reused for every image.
@@ -117,7 +127,7 @@ def banded_bins(head: MetricBins, bottleneck: Tensor, stage_features: Sequence[T
     for image in range(b):
         state, centers, carry = seed_state[image], seed_centers[image], seed_carry[image]
         for stage, feature, (new_state, new_centers, new_carry) in zip(stages, stage_features, buffers):
-            _refine_stage(stage, feature[image].to(dtype), state, carry, new_state, new_centers, new_carry)
+            _refine_stage(stage, feature[image].to(stage.p1.dtype), state, carry, new_state, new_centers, new_carry)
             state, centers, carry = new_state, (new_state if new_centers is None else new_centers), new_carry
         output.run(image, last_feature[image].to(dtype), rel[image, 0].to(dtype), carry, centers)
     return output.probs, output.centers, output.depth, output.confidence
@@ -125,7 +135,8 @@ def banded_bins(head: MetricBins, bottleneck: Tensor, stage_features: Sequence[T
 
 def _refine_stage(stage: FusedStage, feature: Tensor, state: Tensor, carry: Tensor, new_state: Tensor,
                   new_centers: Tensor | None, new_carry: Tensor) -> None:
-    """One image through one stage: ``feature`` ``[C, h, w]``; ``state`` and ``carry`` at the previous stage's size."""
+    """One image through one stage: ``feature`` ``[C, h, w]`` in the kernels' dtype; ``state`` and ``carry`` at the
+    previous stage's size, in the head's dtype."""
     _, h, w = feature.shape
     carry_rs = BandResampler(carry, (h, w))
     state_rs = BandResampler(state, (h, w))
@@ -138,7 +149,8 @@ def _refine_stage(stage: FusedStage, feature: Tensor, state: Tensor, carry: Tens
         n = (y1 - y0) * w
         hidden = torch.relu_(pointwise(feature[:, y0:y1].permute(1, 2, 0).contiguous(), stage.p1, stage.p1_bias))
         new_carry[y0:y1].copy_(pointwise(hidden, stage.carry_weight, stage.carry_bias))
-        pre = pointwise(hidden, stage.attract_weight).add_(carry_rs.band(y0, y1, out=resized_carry[:y1 - y0]))
+        pre = pointwise(hidden, stage.attract_weight).to(carry.dtype).add_(
+            carry_rs.band(y0, y1, out=resized_carry[:y1 - y0]))
         attractor.refine_into(attractor.points_from_hidden(pre.view(n, -1)),
                               state_rs.band(y0, y1, out=resized_state[:y1 - y0]).view(n, -1),
                               new_state[y0:y1].view(n, -1),

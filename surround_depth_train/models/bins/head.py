@@ -117,6 +117,7 @@ class MetricBins(nn.Module):
 
     banded_inference = True
     downsample = 1
+    projection_dtype: torch.dtype | None = None
 
     def __init__(self, *, bottleneck_channels: int, stage_channels: Sequence[int], last_channels: int,
                  n_bins: int = 64, bin_embedding_dim: int = 128, min_depth: float = 1e-3, max_depth: float = 80.0,

@@ -81,16 +81,28 @@ def test_the_fp32_disparity_convolution_removes_most_of_the_bf16_depth_error():
     assert float(_relative(islands, reference).median()) < 0.2 * float(_relative(everything_bf16, reference).median())
 
 
-def test_bf16_metric_bins_agree_on_the_banded_and_the_whole_tensor_path(monkeypatch):
+@pytest.mark.parametrize('bf16_projections, tolerance', [(False, 1e-4), (True, 5e-3)])
+def test_bf16_metric_bins_agree_on_the_banded_and_the_whole_tensor_path(monkeypatch, bf16_projections, tolerance):
     torch.manual_seed(0)
-    model = Bf16Model(create_model('tiny_student_mb').eval())
+    model = Bf16Model(create_model('tiny_student_mb').eval(), bf16_projections=bf16_projections)
     with torch.inference_mode():
         banded = model(IMAGES, depth_only=True, confidence=True)
         monkeypatch.setattr(MetricBins, 'banded_inference', False)
         whole = model(IMAGES, depth_only=True, confidence=True)
     assert whole.depth.dtype == banded.depth.dtype == torch.float32
-    torch.testing.assert_close(whole.depth, banded.depth, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(whole.confidence, banded.confidence, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(whole.depth, banded.depth, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(whole.confidence, banded.confidence, rtol=tolerance, atol=tolerance)
+
+
+def test_bf16_projections_change_the_banded_head_only_within_bf16_rounding():
+    torch.manual_seed(0)
+    model = create_model('tiny_student_mb').eval()
+    with torch.inference_mode():
+        fp32_head = Bf16Model(copy.deepcopy(model), bf16_projections=False)(IMAGES, depth_only=True).depth
+        bf16_projections = Bf16Model(copy.deepcopy(model))(IMAGES, depth_only=True).depth
+    assert bf16_projections.dtype == torch.float32
+    assert not torch.equal(bf16_projections, fp32_head)  # the projections did run in bf16
+    assert float(_relative(bf16_projections, fp32_head).max()) < 5e-3
 
 
 def test_bf16_model_answers_for_the_wrapped_model():

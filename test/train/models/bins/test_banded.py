@@ -38,3 +38,25 @@ def test_banded_path_over_several_bands_equals_the_autograd_path(monkeypatch, ce
     with torch.no_grad():
         depth_only = head(*inputs, depth_only=True)
     torch.testing.assert_close(depth_only.depth, reference.depth, rtol=1e-6, atol=1e-6)
+
+
+def test_bf16_projections_leave_a_float64_head_exact():
+    head, inputs = head_and_inputs((40, 56), 'softplus')
+    with torch.no_grad():
+        reference = head(*inputs, depth_only=True).depth
+        head.projection_dtype = torch.bfloat16
+        assert torch.equal(head(*inputs, depth_only=True).depth, reference)
+
+
+@pytest.mark.parametrize('centers_type', ['softplus', 'normed'])
+def test_bf16_projections_keep_a_float32_head_within_bf16_rounding(centers_type):
+    head, inputs = head_and_inputs((40, 56), centers_type)
+    head = head.float()
+    bottleneck, stages, last, rel = inputs
+    inputs = (bottleneck.float(), [s.float() for s in stages], last.float(), rel.float())
+    with torch.no_grad():
+        reference = head(*inputs, depth_only=True).depth
+        head.projection_dtype = torch.bfloat16
+        depth = head(*inputs, depth_only=True).depth
+    assert depth.dtype == torch.float32 and not torch.equal(depth, reference)
+    torch.testing.assert_close(depth, reference, rtol=1e-2, atol=1e-2)
