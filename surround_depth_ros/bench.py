@@ -86,8 +86,7 @@ def _node_times(path: Path, images: list[np.ndarray], K: np.ndarray, sets: int, 
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from surround_depth_train.data.rosbag import topics
-    from surround_depth_train.data.rosbag.messages import ns_to_stamp_fields
-    from surround_depth_ros.messages import fill_message, image_fields
+    from surround_depth_ros.messages import camera_messages
     from surround_depth_train.geometry.rig import CameraRig
 
     rig = CameraRig.from_yaml(resource_path(RIG))
@@ -125,14 +124,7 @@ def _node_times(path: Path, images: list[np.ndarray], K: np.ndarray, sets: int, 
             for k in range(sets + 3):  # three warm-up sets; the last set is proven by the timeout
                 t0 = time.monotonic()
                 for i, cam in enumerate(rig.names):
-                    sec, nsec = ns_to_stamp_fields(stamp + i * 7_000_000)
-                    image = fill_message(Image(), image_fields(images[i], 'rgb8'))
-                    info = CameraInfo(width=width, height=height, distortion_model='plumb_bob', d=[0.0] * 5,
-                                      k=K.reshape(-1).tolist(), r=np.eye(3).reshape(-1).tolist(),
-                                      p=np.hstack([K, np.zeros((3, 1))]).reshape(-1).tolist())
-                    for msg in (image, info):
-                        msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
-                        msg.header.frame_id = f'{cam}_optical_frame'
+                    image, info = camera_messages(images[i], K, stamp + i * 7_000_000, f'{cam}_optical_frame')
                     pubs[cam][1].publish(info)
                     pubs[cam][0].publish(image)
                 stamp += int(period * 1e9)

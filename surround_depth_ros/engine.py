@@ -112,7 +112,8 @@ class TorchBackend:
         except ValueError as exc:
             raise EngineError(f'{self.meta.get("name", path)}: {exc}') from None
         self.min_input_side = int(getattr(self.model, 'min_input_side', 1))
-        # CPU bf16: autocast with the fp32 islands (bins head, disparity convolution) and channels-last.
+        # CPU bf16: autocast with the fp32 islands (bins head but its stage projections, disparity convolution)
+        # and channels-last.
         self._bf16_cpu = precision == 'bf16' and self.device.type == 'cpu'
         if self._bf16_cpu:
             from surround_depth_train.models.reduced_precision import Bf16Model
@@ -138,8 +139,8 @@ class DepthEngine:
         model_path: a model file (``save_model``) or, with ``backend='onnxruntime'``, an exported ``.onnx``.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (torch backend).
         precision: ``fp32``; ``fp16`` or ``bf16`` on a GPU; ``bf16`` on a CPU with native bf16 (AVX512_BF16, AMX;
-            refused elsewhere), the bins head and the disparity convolution in fp32
-            (:mod:`surround_depth_train.models.reduced_precision`); with ``backend='onnxruntime'`` the precision
+            refused elsewhere), the bins head (but its stages' 1x1 projections) and the disparity convolution in
+            fp32 (:mod:`surround_depth_train.models.reduced_precision`); with ``backend='onnxruntime'`` the precision
             the ``.onnx`` was exported in (``fp32``, or ``int8`` from ``export --int8``).
         bins_downsample: 1, 2 or 4: the MetricBins head computes depth at ``1 / bins_downsample`` of the network
             input and upsamples it (:class:`~surround_depth_train.models.bins.MetricBins`), a quarter (a sixteenth)

@@ -12,10 +12,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from surround_depth_train.data.rosbag.messages import DEPTH_ENCODINGS, FLOAT32, RGB_ENCODINGS
+from surround_depth_train.data.rosbag.messages import DEPTH_ENCODINGS, FLOAT32, RGB_ENCODINGS, ns_to_stamp_fields
 
 __all__ = ['image_fields', 'depth_image_fields', 'confidence_image_fields', 'colorized_image_fields',
-           'depth_camera_info_fields', 'fill_message', 'pack_cloud', 'cloud_fields']
+           'depth_camera_info_fields', 'fill_message', 'camera_messages', 'pack_cloud', 'cloud_fields']
 
 
 # --------------------------------------------------------------------------------------------------- outputs
@@ -86,6 +86,21 @@ def fill_message(msg: Any, fields: Mapping[str, Any]) -> Any:
                      if isinstance(f, (tuple, list)) else f for f in value]
         setattr(msg, key, value)
     return msg
+
+
+def camera_messages(pixels: np.ndarray, K: np.ndarray, stamp_ns: int, frame_id: str) -> tuple[Any, Any]:
+    """``(sensor_msgs/Image, sensor_msgs/CameraInfo)`` of one rectified rgb8 camera frame (``pixels`` ``[H, W, 3]``
+    uint8, intrinsics ``K``), with the same stamp and optical frame: what a camera driver publishes, for the
+    benchmarks and tests that stand in for one."""
+    from sensor_msgs.msg import CameraInfo, Image  # only needed when publishing
+
+    height, width = pixels.shape[:2]
+    image = fill_message(Image(), image_fields(pixels, 'rgb8'))
+    info = fill_message(CameraInfo(), depth_camera_info_fields(K, width, height))
+    for msg in (image, info):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp_fields(int(stamp_ns))
+        msg.header.frame_id = frame_id
+    return image, info
 
 
 def pack_cloud(points: np.ndarray, camera: np.ndarray, rgb: np.ndarray | None = None,

@@ -128,6 +128,8 @@ class SurroundDepthNode(Node):
         self.processing_ms: deque[float] = deque(maxlen=100)  # set handed to the worker -> outputs out
         self.sync_wait_ms: deque[float] = deque(maxlen=100)   # newest input in -> set proven and handed over
         self.sets_published = 0
+        self.lidar_sweeps = 0      # taken by the health monitor (diagnostics: is the LiDAR reaching the node?)
+        self.odometry_poses = 0
         self._create_publishers()
         self._create_subscriptions()
         self.worker = InferenceWorker(self._process, capacity=1, log_error=self.get_logger().error,
@@ -325,6 +327,7 @@ class SurroundDepthNode(Node):
             except LookupError:
                 pass
             self.transforms.set_transform(self.config.odom_frame, self.config.base_frame, stamp, T)
+        self.odometry_poses += 1
         if self.health is not None:
             self.health.add_odometry(stamp, T)
 
@@ -345,6 +348,7 @@ class SurroundDepthNode(Node):
             self._log_once('lidar', str(exc))
             return
         self.health.add_lidar(stamp_to_sec(msg.header.stamp), points, T_base_lidar)
+        self.lidar_sweeps += 1
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         changes = {p.name: p.value for p in params if p.name in RUNTIME_PARAMETERS}
@@ -481,7 +485,8 @@ class SurroundDepthNode(Node):
             'queue_bound': slot.capacity, 'queue_max_depth': slot.max_depth, 'inference_errors': self.worker.errors,
             'model_ms_median': med(list(self.model_ms)), 'processing_ms_median': med(list(self.processing_ms)),
             'sync_wait_ms_median': med(list(self.sync_wait_ms)), 'end_to_end_ms_median': med(list(self.e2e_ms)),
-            'missing_cameras': ','.join(missing), 'allocator': describe_allocator(), 'stamp': f'{now:.3f}'}))
+            'missing_cameras': ','.join(missing), 'lidar_sweeps': self.lidar_sweeps,
+            'odometry_poses': self.odometry_poses, 'allocator': describe_allocator(), 'stamp': f'{now:.3f}'}))
         if self.health is not None:
             for cam, h in self.health.summary().items():
                 statuses.append(_status(f'health {cam}', bytes([DIAGNOSTIC_LEVELS[h.level]]), h.message,

@@ -80,12 +80,11 @@ def _plot_bev(cloud: dict, names: list[str], path: Path) -> None:
 
 def _run(overrides: dict):
     from surround_depth_train.config import from_mapping
-    from surround_depth_train.train import build_trainer, finish_run
+    from surround_depth_train.train import build_trainer
     from surround_depth_train.training.config import TrainConfig
 
     trainer = build_trainer(from_mapping(TrainConfig, overrides))
     trainer.fit()
-    finish_run(trainer)
     return trainer
 
 

@@ -32,14 +32,14 @@ from surround_depth_train.output_path import check_output_dir
 from surround_depth_train.training.builders import (build_augmentation, build_dataset, build_model,
                                                     build_optimizer, build_scheduler, build_teacher,
                                                     check_config, dataset_identity, encoder_of)
-from surround_depth_train.training.checkpoint import config_differences, read_resume_checkpoint, strip_training_state
+from surround_depth_train.training.checkpoint import config_differences, read_resume_checkpoint
 from surround_depth_train.training.config import TrainConfig
 from surround_depth_train.training.distributed import init_distributed
 from surround_depth_train.training.hooks import CheckpointHook, TensorBoardHook, ValidationHook
 from surround_depth_train.training.teacher_cache import TeacherCache, expected_cache_bytes, teacher_cache_key
 from surround_depth_train.training.trainer import NonFiniteLossError, Trainer, write_json
 
-__all__ = ['main', 'build_trainer', 'check_resume', 'check_out_dir', 'finish_run']
+__all__ = ['main', 'build_trainer', 'check_resume', 'check_out_dir']
 
 #: What a run writes in its out_dir (``--overwrite`` removes them; ``config.yaml`` is rewritten anyway and a teacher
 #: cache is keyed by what it holds, so both stay).
@@ -248,14 +248,6 @@ def peak_rss_gb() -> float:
         * 1024 / 1e9
 
 
-def finish_run(trainer: Trainer) -> None:
-    """After :meth:`Trainer.fit`: a finished run's ``model.pt`` keeps what deploys, not the training state
-    (``checkpoints/last.pt`` has that)."""
-    model = trainer.out_dir / 'model.pt'
-    if trainer.ctx.is_main and not trainer.stopped_early and model.is_file():
-        strip_training_state(model)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog('surround_depth_train.train'), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -279,7 +271,6 @@ def main(argv: list[str] | None = None) -> int:
         check_out_dir(cfg, args.resume, args.overwrite)
         trainer = build_trainer(cfg, args.resume, args.allow_config_change, args.overwrite)
         trainer.fit()
-        finish_run(trainer)
     except (ConfigError, NonFiniteLossError) as exc:
         if args.debug:
             raise

@@ -224,8 +224,7 @@ def test_the_installed_node_runs_the_installed_shipped_student_with_the_installe
     from sensor_msgs.msg import CameraInfo, Image
 
     from surround_depth_train.data.rosbag import topics
-    from surround_depth_train.data.rosbag.messages import ns_to_stamp_fields
-    from surround_depth_ros.messages import fill_message, image_fields
+    from surround_depth_ros.messages import camera_messages
     from surround_depth_train.geometry.rig import CameraRig
 
     import numpy as np
@@ -254,14 +253,10 @@ def test_the_installed_node_runs_the_installed_shipped_student_with_the_installe
     try:
         deadline = time.monotonic() + 180
         while not got and time.monotonic() < deadline and proc.poll() is None:
-            stamp = ns_to_stamp_fields(time.time_ns())
+            stamp = time.time_ns()
             for cam in rig.resized(160, 96):
-                image = fill_message(Image(), image_fields(rng.integers(0, 256, (96, 160, 3), np.uint8), 'rgb8'))
-                info = CameraInfo(width=160, height=96, k=cam.K.reshape(-1).tolist(), distortion_model='plumb_bob',
-                                  d=[0.0] * 5)
-                for msg in (image, info):
-                    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
-                    msg.header.frame_id = f'{cam.name}_optical_frame'
+                image, info = camera_messages(rng.integers(0, 256, (96, 160, 3), np.uint8), cam.K, stamp,
+                                              f'{cam.name}_optical_frame')
                 pubs[cam.name][1].publish(info)
                 pubs[cam.name][0].publish(image)
             executor.spin_once(timeout_sec=0.5)

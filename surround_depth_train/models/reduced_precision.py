@@ -7,7 +7,8 @@ bits) with fp32 accumulation inside oneDNN. Two parts of a depth student must no
   temperature down to 0.02, so a bf16 logit near 100 is off by 0.4 and its softmax probability by ~40 %; the
   attractors move centers by ``dx / (1 + alpha dx^2)`` with ``alpha = 300`` on normalised differences that bf16
   cannot resolve; the expected depth ``sum_k P_k C_k`` over centers up to 80 m has a bf16 step of 0.25-0.5 m. So
-  the whole head runs in fp32 (seed, attractors, log-binomial MLP, softmax, expected depth, confidence). On the CPU
+  the head runs in fp32 (seed, attractors, log-binomial MLP, softmax, expected depth, confidence; the one
+  exception, the banded path's stage projections, is below). On the CPU
   without autograd MetricBins takes its banded path, which already disables autocast and converts each image's
   features to fp32 band by band: it is left as it is, so its memory behaviour (nothing fp32 at full resolution
   but ``D``) is unchanged. Every other head path gets autocast off and fp32 inputs (:func:`keep_fp32`).

@@ -3,7 +3,7 @@
 A training checkpoint is a model file (see :mod:`surround_depth_train.models.modelfile`) with extra keys, so
 evaluation, export and the node load it like any model file. A run's ``checkpoints/last.pt`` is one; its
 ``model.pt`` is the deployable model file (weights, model info, training rig) without the training state
-(:func:`strip_training_state`). Everything in it is a tensor or a plain type, so it
+(``Trainer.save_model_file``). Everything in it is a tensor or a plain type, so it
 loads with ``torch.load(weights_only=True)``; it is written atomically (temp file + rename), so a crash while
 saving leaves the previous checkpoint intact.
 
@@ -20,11 +20,11 @@ from typing import Any, Mapping
 import torch
 
 from surround_depth_train.config import ConfigError
-from surround_depth_train.models.modelfile import ModelFileError, read_model_file, save_model, write_compact_copy
+from surround_depth_train.models.modelfile import ModelFileError, read_model_file, save_model
 from surround_depth_train.training.rng import capture_rng_state
 
 __all__ = ['save_training_checkpoint', 'load_training_state', 'read_resume_checkpoint', 'config_differences',
-           'strip_training_state', 'RESUME_EXEMPT']
+           'RESUME_EXEMPT']
 
 #: Config keys (last dotted component) a resumed run may change: they do not change the trajectory.
 RESUME_EXEMPT = ('out_dir', 'stop_after_steps', '*_every', 'tensorboard', 'num_workers', 'cache_dir', 'device')
@@ -51,16 +51,6 @@ def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, name: 
         'config': config,
     }
     save_model(path, model, name=name, kwargs=kwargs, input_size=input_size, extra=extra, training_rig=training_rig)
-
-
-def strip_training_state(path: str | Path) -> Path:
-    """Rewrite the model file at ``path`` (atomically) without the training state a checkpoint carries (optimiser,
-    scheduler, scaler, RNG, progress, config): what deploys is the weights, the model info and the training rig.
-    A file without training state is left as it is."""
-    path = Path(path)
-    if any(key in read_model_file(path) for key in TRAINING_KEYS):
-        write_compact_copy(path, path, dtype=None)
-    return path
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:

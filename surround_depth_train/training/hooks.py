@@ -99,7 +99,8 @@ class ValidationHook(Hook):
 
 
 class CheckpointHook(Hook):
-    """``checkpoints/last.pt`` every ``every`` steps (0 = each epoch end), when stopped early, and at the end."""
+    """``checkpoints/last.pt`` every ``every`` steps (0 = each epoch end), when stopped early, and at the end; at the
+    end of a finished run also ``model.pt``, the deployable model file (no training state)."""
 
     def __init__(self, every: int):
         self.every = every
@@ -115,4 +116,4 @@ class CheckpointHook(Hook):
     def on_train_end(self, trainer: Trainer) -> None:
         trainer.save_checkpoint()
         if not trainer.stopped_early:
-            trainer.save_checkpoint(trainer.out_dir / 'model.pt')
+            trainer.save_model_file(trainer.out_dir / 'model.pt')

@@ -24,6 +24,7 @@ from surround_depth_train.config import ConfigError
 from surround_depth_train.data import collate_surround
 from surround_depth_train.distill import DistillationTask, flatten_cameras
 from surround_depth_train.metrics import MetricsAccumulator
+from surround_depth_train.models.modelfile import save_model
 from surround_depth_train.training.checkpoint import load_training_state, save_training_checkpoint
 from surround_depth_train.training.rng import restore_rng_state
 from surround_depth_train.training.distributed import DistributedContext, any_across_ranks
@@ -157,6 +158,14 @@ class Trainer:
                 scaler=self.scaler, epoch=self.state.epoch, batch_in_epoch=self.state.batch_in_epoch,
                 global_step=self.state.global_step, nonfinite=self.state.nonfinite_total,
                 aux_state=self._aux_state(), config=self.config, training_rig=getattr(self.train_set, 'rig', None))
+        return path
+
+    def save_model_file(self, path: Path) -> Path:
+        """The deployable model file at ``path`` (atomically): weights, model info and training rig, without the
+        training state that ``checkpoints/last.pt`` keeps."""
+        if self.ctx.is_main:
+            save_model(path, self.task.student, name=self.model_name, kwargs=self.model_kwargs,
+                       input_size=self.input_size, training_rig=getattr(self.train_set, 'rig', None))
         return path
 
     def resume(self, path: Path, data: dict | None = None) -> None:

@@ -12,8 +12,9 @@ from surround_depth_train.data.rosbag.messages import (FLOAT32, InputError, came
                                                        depth_image_to_array, image_to_array, image_to_rgb,
                                                        ns_to_stamp_fields, odometry_to_matrix, sec_to_stamp_fields,
                                                        stamp_to_ns, stamp_to_sec, unpack_cloud, unpack_rgb)
-from surround_depth_ros.messages import (cloud_fields, colorized_image_fields, confidence_image_fields,
-                                         depth_camera_info_fields, depth_image_fields, fill_message, pack_cloud)
+from surround_depth_ros.messages import (camera_messages, cloud_fields,
+                                         colorized_image_fields, confidence_image_fields, depth_camera_info_fields,
+                                         depth_image_fields, fill_message, pack_cloud)
 from surround_depth_train.geometry.transforms import make_transform, quat_to_matrix
 from surround_depth_train.visualize import colorize_depth
 
@@ -215,6 +216,18 @@ def test_depth_camera_info_describes_an_undistorted_pinhole_with_the_given_k():
     np.testing.assert_array_equal(intr.K, K)
     assert not intr.has_distortion and intr.model == 'plumb_bob' and intr.size == (80, 60)
     np.testing.assert_array_equal(intr.P, np.hstack([K, np.zeros((3, 1))]))
+
+
+def test_camera_messages_are_a_driver_s_image_and_camera_info_with_one_stamp_and_frame():
+    K = np.array([[120.0, 0, 40.5], [0, 118.0, 30.25], [0, 0, 1]])
+    pixels = picture(60, 80)
+    image, info = (through_cdr(m) for m in camera_messages(pixels, K, 1_700_000_000_123_456_789, 'front_optical_frame'))
+    np.testing.assert_array_equal(image_to_rgb(image), pixels)
+    assert stamp_to_ns(image.header.stamp) == stamp_to_ns(info.header.stamp) == 1_700_000_000_123_456_789
+    assert image.header.frame_id == info.header.frame_id == 'front_optical_frame'
+    intrinsics = camera_info_to_intrinsics(info)
+    check_image_matches_info(image_to_rgb(image), intrinsics)
+    np.testing.assert_array_equal(intrinsics.K, K)
 
 
 def cloud_input(n=50, seed=3):

@@ -325,10 +325,15 @@ def test_health_diagnostics_equal_the_offline_computation_on_the_same_inputs(nod
             client.depth_reliable[c].clear()
     monitor = DepthHealthMonitor(camera_names=CAMS, window=200, max_lidar_age=0.05, abs_rel_threshold=0.5)
     sets = []
+    pipeline = (lambda: (client.latest_diagnostics('pipeline') or (0, '', {}))[2])
+    counted = (lambda key: int(pipeline().get(key, 0)))
     for _ in range(4):
         stamp = client.stamp_ns
+        lidar, odometry = counted('lidar_sweeps'), counted('odometry_poses')
         client.publish_lidar_and_odom(stamp + 20_000_000)
-        time.sleep(0.2)  # LiDAR and odometry reach the node before the cameras
+        # LiDAR and odometry reach the node before the cameras: its diagnostics count what it took
+        assert client.wait_for(lambda: counted('lidar_sweeps') >= lidar + 1
+                               and counted('odometry_poses') >= odometry + 3, timeout=20), pipeline()
         sets.append(_pace(client, 1)[0])
     assert client.wait_for(lambda: all(len(client.depth_reliable[c]) >= 4 for c in CAMS)), \
         {c: len(client.depth_reliable[c]) for c in CAMS}

@@ -19,7 +19,7 @@ rclpy = pytest.importorskip('rclpy')
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from surround_depth_ros.messages import fill_message, image_fields  # noqa: E402
+from surround_depth_ros.messages import camera_messages  # noqa: E402
 from surround_depth_train.data.rosbag import topics  # noqa: E402
 from surround_depth_train.geometry.rig import CameraRig  # noqa: E402
 
@@ -62,14 +62,10 @@ def camera_load():
     def publish():
         rng = np.random.default_rng(0)
         while not stop.is_set():
-            stamp = divmod(time.time_ns(), 1_000_000_000)
+            stamp = time.time_ns()
             for cam in rig:
-                image = fill_message(Image(), image_fields(rng.integers(0, 256, (96, 128, 3), np.uint8), 'rgb8'))
-                info = CameraInfo(width=128, height=96, k=cam.K.reshape(-1).tolist(), distortion_model='plumb_bob',
-                                  d=[0.0] * 5)
-                for msg in (image, info):
-                    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
-                    msg.header.frame_id = f'{cam.name}_optical_frame'
+                image, info = camera_messages(rng.integers(0, 256, (96, 128, 3), np.uint8), cam.K, stamp,
+                                              f'{cam.name}_optical_frame')
                 pubs[cam.name][1].publish(info)
                 pubs[cam.name][0].publish(image)
             time.sleep(0.03)

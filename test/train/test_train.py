@@ -249,6 +249,7 @@ def test_a_training_run_records_its_rig_at_the_input_size_in_the_model_file(tmp_
     cfg = from_mapping(TrainConfig, tiny(tmp_path, **{'loss.ckd': 0.0, 'loss.vrkd': 0.0}))
     build_trainer(cfg).fit()
     expected = surroundsim_rig(*SIZE)  # SIZE is (width, height)
+    assert 'optimizer' not in read_model_file(tmp_path / 'run' / 'model.pt')  # written without training state
     for path in (tmp_path / 'run' / 'model.pt', tmp_path / 'run' / 'checkpoints' / 'last.pt'):
         info = ModelInfo.read(path)
         assert info.format_version == 2 and info.input_size == (SIZE[1], SIZE[0])
