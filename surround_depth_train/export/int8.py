@@ -6,8 +6,9 @@
         -> check: int8 against fp32 ONNX Runtime on held-out camera sets; nothing written when above tolerance.
 
 What stays fp32 (:data:`KEEP_FP32`, regular expressions over the node names of the traced graph). Measured on the
-shipped light student (``timm_student_mb``, MobileNetV2, 160 x 96) against its own fp32 graph, quantised with
-minmax on 8 SurroundSim train camera sets and compared on 3 others: relative depth difference median / p95:
+light student shipped at the time (``timm_student_mb``, MobileNetV2, 160 x 96) against its own fp32 graph,
+quantised with minmax on 8 SurroundSim train camera sets and compared on 3 others: relative depth difference
+median / p95:
 
 ==========================================================  ==============
 kept fp32                                                   median / p95

@@ -131,6 +131,21 @@ def test_experiment_writes_teacher_rows_and_tables_with_paired_seeds(finished):
     assert 0 < times['train_peak_rss_gb'] < 64 and '| training peak RSS (GB) |' in md
 
 
+def test_the_structure_table_lists_a_run_once_when_it_is_both_baseline_and_same_head(finished, tmp_path):
+    import shutil
+
+    tmp, _ = finished
+    shutil.copytree(tmp / 'runs', tmp_path / 'runs')  # the report re-ships: the module's runs stay untouched
+    config = tmp_path / 'smoke_same_head.yaml'
+    config.write_text(SMOKE.read_text().replace('compare:\n', 'compare:\n  same_head: plain\n', 1))
+    assert main([str(config), '--out-dir', str(tmp_path / 'runs'), '--report', str(tmp_path / 'report.md'),
+                 '--report-only']) == 0
+    md = (tmp_path / 'report.md').read_text()
+    structure = md.split('Structure alone', 1)[1].split('\n\n', 2)[1]  # the table after its caption
+    labels = [line.split('|')[1].strip() for line in structure.splitlines()[2:]]
+    assert labels.count('Tiny student') == 1 and '+ MB + CKD + VRKD' in labels, structure
+
+
 def test_runs_that_distil_wait_for_the_gate_and_stop_when_the_teacher_is_not_better(finished, capsys):
     from surround_depth_train.experiment import check_gate, execute
 
