@@ -28,7 +28,7 @@ SHIPPED_MODELS = 'docs/results/surroundsim_models'
 #: ``ros2 run surround_depth_ros <tool>``: every user-facing command (also ``python -m <module>``).
 CONSOLE_SCRIPTS = {
     # the online side
-    'surround_depth_node': 'surround_depth_ros.node:main',
+    'surround_depth_node': 'surround_depth_ros.node:run',
     'surround_depth_demo': 'surround_depth_ros.demo:main',
     'surround_depth_replay': 'surround_depth_ros.replay:main',
     'surround_depth_evaluate_bag': 'surround_depth_ros.evaluate_bag:main',

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import fields, replace
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import rclpy
@@ -38,7 +38,7 @@ from surround_depth_ros.messages import (cloud_fields, colorized_image_fields, c
                                          depth_camera_info_fields, depth_image_fields, fill_message)
 from surround_depth_ros.node_config import RUNTIME_PARAMETERS, NodeConfig, NodeConfigError
 from surround_depth_ros.pipeline import CloudSettings, DepthPipeline, SetOutput
-from surround_depth_ros.teardown import bounded_teardown, stop_on_signals
+from surround_depth_ros.teardown import bounded_teardown, exit_process, stop_on_signals
 from surround_depth_ros.worker import InferenceWorker
 from surround_depth_train.allocator import describe_allocator, ensure_allocator_settings
 from surround_depth_train.data.rosbag import topics
@@ -606,5 +606,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The program (``surround_depth_node``, ``python -m surround_depth_ros.node``): :func:`main`, then the process
+    ends with its status without the interpreter's finalisation (:func:`~surround_depth_ros.teardown.exit_process`:
+    Fast DDS can hang there after a finished teardown)."""
+    exit_process(main())
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    run()

@@ -14,18 +14,23 @@ request is seen even while the main thread sits in a C call that never returns t
 signal handler would never run); past ``seconds`` after it, every thread's stack goes to stderr (where it hung)
 and the process ends with its status. Seen once on Jazzy wheels: a node under load that stayed up 30 s after two
 SIGINTs without a line.
+
+:func:`exit_process` ends a program whose teardown is done without the interpreter's finalisation and the C++
+static destructors that run after it, where no Python watchdog can run any more. Seen on Jazzy wheels: a node
+refused at start printed its error, finished its bounded teardown, and was still up 120 s later.
 """
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import os
 import signal
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, NoReturn
 
-__all__ = ['bounded_teardown', 'stop_on_signals', 'TEARDOWN_SECONDS', 'STOP_SECONDS']
+__all__ = ['bounded_teardown', 'stop_on_signals', 'exit_process', 'TEARDOWN_SECONDS', 'STOP_SECONDS']
 
 TEARDOWN_SECONDS = 15.0
 STOP_SECONDS = 25.0  # from the stop request to the end of the process, the teardown's bound included
@@ -90,3 +95,19 @@ def stop_on_signals(stop: threading.Event, tool: str, status: int = 0, seconds: 
 
     threading.Thread(target=receive, name=f'{tool}_signals', daemon=True).start()
     return finished
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process with ``status`` once its ROS 2 teardown is done (module docstring): Python's and C's
+    buffered output flushed (rcutils logs through C stdio), then ``os._exit``. ``atexit`` handlers do not run:
+    call it only where nothing is left to write."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken: nothing more can be said there
+            pass
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to ask (not a POSIX system)
+        pass
+    os._exit(status)

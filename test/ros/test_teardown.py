@@ -90,3 +90,24 @@ def test_a_process_that_stops_when_asked_ends_as_before_on_one_or_two_sigints():
     for signals in (1, 2):
         code, out, err, _ = _stopped('finish', signals)
         assert (code, out, err) == (0, 'stopping\n', '')
+
+
+EXIT_SCRIPT = """
+import atexit, ctypes, sys, threading
+from surround_depth_ros.teardown import exit_process
+atexit.register(threading.Event().wait)  # a finalisation that never ends, as Fast DDS's can
+print('python, no newline', end='')
+libc = ctypes.CDLL(None)
+libc.fputs(b'C stdio, buffered in a pipe', ctypes.c_void_p.in_dll(libc, 'stdout'))
+exit_process(5)
+"""
+
+
+def test_exit_process_ends_with_its_status_and_all_output_before_a_finalisation_that_would_hang():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONUNBUFFERED'}  # buffered, as a pipe makes it
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, '-c', EXIT_SCRIPT], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 5 and time.monotonic() - start < 30
+    assert 'python, no newline' in result.stdout and 'C stdio, buffered in a pipe' in result.stdout
