@@ -77,7 +77,7 @@ def test_launch_file_compiles_and_passes_only_declared_parameters():
 def test_everything_the_launch_file_names_exists_and_is_installed():
     module = _launch_module()
     setup = (REPO / 'setup.py').read_text()
-    assert f"'{module.EXECUTABLE}': 'surround_depth_ros.node:main'" in setup
+    assert f"'{module.EXECUTABLE}': 'surround_depth_ros.node:run'" in setup
     assert (REPO / 'config' / module.PARAMS_FILE).is_file()
     assert (REPO / 'config' / module.RVIZ_CONFIG).is_file()
     # setup.py installs launch/ and config/ into share/surround_depth_ros (test/test_setup.py checks every file)
