@@ -90,7 +90,6 @@ def _node_times(path: Path, images: list[np.ndarray], K: np.ndarray, sets: int, 
     from surround_depth_train.geometry.rig import CameraRig
 
     rig = CameraRig.from_yaml(resource_path(RIG))
-    height, width = images[0].shape[:2]
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / 'params.yaml'
         params.write_text(yaml.safe_dump({'/**': {'ros__parameters': {

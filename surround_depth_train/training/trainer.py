@@ -149,23 +149,26 @@ class Trainer:
         running = 0.0 if self._fit_started is None else time.perf_counter() - self._fit_started
         return self._wall_before + running
 
+    def _model_info(self) -> dict[str, Any]:
+        """What a model file records besides the weights (both :meth:`save_checkpoint` and :meth:`save_model_file`)."""
+        return dict(name=self.model_name, kwargs=self.model_kwargs, input_size=self.input_size,
+                    training_rig=getattr(self.train_set, 'rig', None))
+
     def save_checkpoint(self, path: Path | None = None) -> Path:
         path = path or self.ckpt_dir / 'last.pt'
         if self.ctx.is_main:
             save_training_checkpoint(
-                path, model=self.task.student, name=self.model_name, kwargs=self.model_kwargs,
-                input_size=self.input_size, optimizer=self.optimizer, scheduler=self.scheduler,
+                path, model=self.task.student, optimizer=self.optimizer, scheduler=self.scheduler,
                 scaler=self.scaler, epoch=self.state.epoch, batch_in_epoch=self.state.batch_in_epoch,
                 global_step=self.state.global_step, nonfinite=self.state.nonfinite_total,
-                aux_state=self._aux_state(), config=self.config, training_rig=getattr(self.train_set, 'rig', None))
+                aux_state=self._aux_state(), config=self.config, **self._model_info())
         return path
 
     def save_model_file(self, path: Path) -> Path:
         """The deployable model file at ``path`` (atomically): weights, model info and training rig, without the
         training state that ``checkpoints/last.pt`` keeps."""
         if self.ctx.is_main:
-            save_model(path, self.task.student, name=self.model_name, kwargs=self.model_kwargs,
-                       input_size=self.input_size, training_rig=getattr(self.train_set, 'rig', None))
+            save_model(path, self.task.student, **self._model_info())
         return path
 
     def resume(self, path: Path, data: dict | None = None) -> None:
